@@ -1,0 +1,5 @@
+"""Reading studies: volume files, DICOM series and DICOM studies, with their exact geometry."""
+
+from .volume import Volume
+
+__all__ = ["Volume"]
