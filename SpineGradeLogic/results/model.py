@@ -132,7 +132,11 @@ class Disc:
         self.center_mm = _point(self.center_mm)
         if self.normal is not None:
             n = np.asarray(_point(self.normal))
-            self.normal = tuple((n / np.linalg.norm(n)).tolist())
+            norm = float(np.linalg.norm(n))
+            if norm == 0:
+                raise ValueError("a disc normal cannot be the zero vector")
+            # normalise once; leave an already-unit vector untouched so a round trip is exact
+            self.normal = tuple((n / norm).tolist()) if abs(norm - 1.0) > 1e-9 else tuple(n.tolist())
 
     @property
     def upper(self) -> str:

@@ -1,0 +1,45 @@
+"""Flags shared by the commands that run the pipeline (run, batch, demo)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import InputError
+from ..names import HEAD_NAMES
+from ..pipeline import RunOptions
+
+
+def add_run_options(p: argparse.ArgumentParser, series: bool = True) -> None:
+    g = p.add_argument_group("what to run")
+    if series:
+        g.add_argument("--series-uid", help="use the DICOM series with this SeriesInstanceUID")
+        g.add_argument("--series-description", help="use the DICOM series whose description contains this text")
+    g.add_argument("--sequence", choices=["T1", "T2", "STIR"], help="the sequence, where headers or file name do not tell it")
+    g.add_argument("--heads", nargs="+", metavar="HEAD", choices=HEAD_NAMES, help="grading heads to run (default: all)")
+    g.add_argument("--saliency", choices=["default", "all", "none"], default="default",
+                   help="default: one map per level for its most abnormal head; all: every head; none")
+    g.add_argument("--saliency-method", nargs="+", choices=["gradcam", "ig", "occlusion"], default=["gradcam"],
+                   help="saliency methods (default: gradcam)")
+    g.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    g.add_argument("--bundle", action="append", default=[], metavar="NAME=PATH",
+                   help="use the model bundle at PATH for model NAME (repeatable)")
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    bundles = {}
+    for item in args.bundle:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise InputError(f"--bundle takes NAME=PATH, not '{item}'")
+        bundles[name] = Path(path)
+    return RunOptions(
+        series_uid=getattr(args, "series_uid", None),
+        series_description=getattr(args, "series_description", None),
+        sequence=args.sequence,
+        heads=list(args.heads or HEAD_NAMES),
+        saliency=args.saliency,
+        saliency_methods=list(args.saliency_method),
+        device=args.device,
+        bundles=bundles,
+    )
