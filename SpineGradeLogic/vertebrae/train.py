@@ -1,0 +1,96 @@
+"""Training of the vertebra model: sampled 2.5-D slice stacks, MONAI augmentation, body Dice on validation."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Dict, Iterator, List, Sequence
+
+import numpy as np
+import torch
+from monai.transforms import (
+    Compose,
+    RandAdjustContrastd,
+    RandAffined,
+    RandBiasFieldd,
+    RandGaussianNoised,
+    RandGaussianSmoothd,
+    RandScaleIntensityd,
+    RandSpatialCropd,
+    SpatialPadd,
+)
+
+from .cases import PreparedCase, slice_stack, useful_slices
+from .infer import predict_grid
+from .network import partial_label_loss
+from .targets import BODY, IGNORE
+
+log = logging.getLogger("spinegrade")
+
+PATCH = (192, 192)  # 288 mm x 288 mm at 1.5 mm: enough context to see several vertebrae and the sacrum
+
+
+def augmentation(seed: int = 0) -> Compose:
+    """Geometry and intensity changes a scanner or patient could make (labels follow with nearest)."""
+    keys = ["image", "semantic", "level"]
+    t = Compose([
+        SpatialPadd(keys, PATCH, mode="edge"),
+        RandAffined(keys, prob=0.8, rotate_range=0.3, scale_range=0.15, translate_range=(10, 10),
+                    mode=("bilinear", "nearest", "nearest"), padding_mode="border"),
+        RandSpatialCropd(keys, PATCH, random_size=False),
+        RandBiasFieldd("image", prob=0.4, coeff_range=(0.0, 0.3)),
+        RandAdjustContrastd("image", prob=0.5, gamma=(0.6, 1.6)),
+        RandScaleIntensityd("image", factors=0.2, prob=0.5),
+        RandGaussianSmoothd("image", prob=0.2, sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0)),
+        RandGaussianNoised("image", prob=0.4, std=0.05),
+    ])
+    t.set_random_state(seed)
+    return t
+
+
+def batch_sampler(cases: Sequence[PreparedCase], batch_size: int, seed: int = 0):
+    """Endless random slice stacks from ``cases`` (cases drawn evenly, then a useful slice)."""
+    rng = np.random.default_rng(seed)
+    aug = augmentation(seed)
+    slices = [useful_slices(c) for c in cases]
+
+    def epoch() -> Iterator[Dict[str, torch.Tensor]]:
+        while True:
+            items = []
+            for _ in range(batch_size):
+                ci = int(rng.integers(len(cases)))
+                c, s = cases[ci], int(rng.choice(slices[ci]))
+                stack = slice_stack(c.image, s)
+                if rng.random() < 0.5:  # left-right mirror: neighbours swap sides
+                    stack = stack[::-1].copy()
+                d = aug({"image": stack, "semantic": c.semantic[s][None].astype(np.float32),
+                         "level": c.level[s][None].astype(np.float32)})
+                items.append(d)
+            yield {
+                "image": torch.stack([torch.as_tensor(np.asarray(d["image"])) for d in items]).float(),
+                "semantic": torch.stack([torch.as_tensor(np.asarray(d["semantic"]))[0] for d in items]).round().long(),
+                "level": torch.stack([torch.as_tensor(np.asarray(d["level"]))[0] for d in items]).round().long(),
+            }
+
+    return epoch
+
+
+def loss_on_batch(network: torch.nn.Module, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+    return partial_label_loss(network(batch["image"]), batch["semantic"], batch["level"])
+
+
+def body_dice(network: torch.nn.Module, cases: Sequence[PreparedCase], device: str = "cpu") -> Dict[str, float]:
+    """Mean vertebral-body Dice and level accuracy over whole validation cases (supervised voxels only)."""
+    dices: List[float] = []
+    correct, total = 0, 0
+    for c in cases:
+        sem, lvl = predict_grid(network, c.image, device=device)
+        pred_body = sem.argmax(1) == BODY
+        known = c.semantic != IGNORE
+        truth = c.semantic == BODY
+        inter = np.logical_and(pred_body, truth)[known].sum()
+        dices.append(2 * inter / max(1, pred_body[known].sum() + truth[known].sum()))
+        has_level = c.level != IGNORE
+        correct += int((lvl.argmax(1)[has_level] == c.level[has_level]).sum())
+        total += int(has_level.sum())
+    return {"body_dice": float(np.mean(dices)) if dices else 0.0, "level_accuracy": correct / max(1, total)}
