@@ -17,6 +17,8 @@ def register(sub) -> None:
     v = models.add_parser("vertebrae", help="the vertebra segmentation and level model")
     v.add_argument("--generated", nargs="*", type=Path, default=[], help="folders of generated cases (spinegrade phantom)")
     v.add_argument("--real", nargs="*", type=Path, default=[], help="folders of real cases with vertebrae.nii.gz")
+    v.add_argument("--prepared", nargs="*", type=Path, default=[],
+                   help="folders of prepared cases (generated-NAME.npz, real-NAME.npz) to train on as they are")
     v.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     v.add_argument("--cache", type=Path, help="folder for prepared cases (reused by later runs)")
     v.add_argument("--checkpoint", type=Path, help="checkpoint file (default OUT.checkpoint.pt); resumed from")
@@ -41,7 +43,7 @@ def train_vertebrae_command(args: argparse.Namespace) -> int:
     from ..vertebrae.training_run import VertebraTrainingConfig, train_vertebra_model, write_training_record
 
     cfg = VertebraTrainingConfig(
-        generated=list(args.generated), real=list(args.real), real_validation_share=args.real_validation_share,
+        generated=list(args.generated), real=list(args.real), prepared=list(args.prepared), real_validation_share=args.real_validation_share,
         epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size, lr=args.lr,
         patience=args.patience, seed=args.seed, device=args.device, cache=args.cache, time_limit_s=args.time_limit,
     )

@@ -9,10 +9,12 @@ RAS. Keeping ITK's geometry untouched is what lets every output overlay its inpu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Tuple
 
 import numpy as np
-import SimpleITK as sitk
+
+if TYPE_CHECKING:  # SimpleITK is imported where images are converted, so model code runs without it
+    import SimpleITK as sitk
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -76,7 +78,9 @@ class Volume:
 
     # --- SimpleITK bridge -----------------------------------------------------------------
     @classmethod
-    def from_sitk(cls, image: sitk.Image, **meta: Any) -> "Volume":
+    def from_sitk(cls, image: "sitk.Image", **meta: Any) -> "Volume":
+        import SimpleITK as sitk
+
         if image.GetDimension() != 3:
             raise ValueError(f"expected a 3-D image, got {image.GetDimension()}-D")
         array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
@@ -88,7 +92,9 @@ class Volume:
             dict(meta),
         )
 
-    def to_sitk(self) -> sitk.Image:
+    def to_sitk(self) -> "sitk.Image":
+        import SimpleITK as sitk
+
         image = sitk.GetImageFromArray(np.ascontiguousarray(self.array.transpose(2, 1, 0)))
         image.SetSpacing(self.spacing)
         image.SetOrigin(self.origin_lps)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
-import SimpleITK as sitk
 
 from ..io.volume import Volume
 from ..names import HEADS
@@ -48,10 +47,14 @@ class ResultFolder:
 
 
 def read_volume(path: Path) -> Volume:
+    import SimpleITK as sitk  # here, not at the top: model code imports results without image I/O
+
     return Volume.from_sitk(sitk.ReadImage(str(path)), source=str(path))
 
 
 def write_volume(volume: Volume, path: Path) -> None:
+    import SimpleITK as sitk
+
     path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(volume.to_sitk(), str(path), useCompression=True)
 

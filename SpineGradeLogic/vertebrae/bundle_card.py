@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from .grid import WORK_SPACING
-from .network import IN_SLICES
+from .spec import IN_SLICES, WORK_SPACING
 from .targets import LEVELS, SEMANTIC
 
 BUNDLE_NAME = "spinegrade_vertebrae"

@@ -13,7 +13,7 @@ from typing import List, Sequence
 
 import numpy as np
 
-from .network import IN_SLICES
+from .spec import IN_SLICES
 
 IMAGE_SCALE = 170.0  # image 0-1.5 stored as uint8: 1/170 steps, far below the noise
 

@@ -17,8 +17,7 @@ import SimpleITK as sitk
 
 from ..io.volume import Volume
 
-WORK_SPACING = (3.0, 1.5, 1.5)  # L-R across slices, A-P, S-I (mm)
-SLICE_MULTIPLE = 16  # in-plane sizes padded to a multiple of this (four poolings of the UNet)
+from .spec import SLICE_MULTIPLE, WORK_SPACING
 
 
 @dataclass

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .network import IN_SLICES, split_heads
+from .network import split_heads
+from .spec import IN_SLICES
 
 
 @torch.no_grad()

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from monai.networks.nets import UNet
 
+from .spec import IN_SLICES
 from .targets import BODY, IGNORE, LEVELS, NOT_BODY, SEMANTIC
 
-IN_SLICES = 3
 NETWORK_KWARGS = dict(
     spatial_dims=2,
     in_channels=IN_SLICES,

@@ -23,11 +23,11 @@ from monai.transforms import (
 from .cases import PreparedCase, slice_stack, useful_slices
 from .infer import predict_grid
 from .network import partial_label_loss
+from .spec import PATCH
 from .targets import BODY, IGNORE
 
 log = logging.getLogger("spinegrade")
 
-PATCH = (192, 192)  # 288 mm x 288 mm at 1.5 mm: enough context to see several vertebrae and the sacrum
 
 
 def augmentation(seed: int = 0) -> Compose:

@@ -25,6 +25,7 @@ log = logging.getLogger("spinegrade")
 class VertebraTrainingConfig:
     generated: List[Path] = field(default_factory=list)  # folders holding phantom cases (image + labels)
     real: List[Path] = field(default_factory=list)  # folders holding real cases with vertebrae.nii.gz
+    prepared: List[Path] = field(default_factory=list)  # folders of prepared caches (generated-*.npz, real-*.npz)
     real_validation_share: float = 0.3
     generated_validation: int = 4
     epochs: int = 30
@@ -48,20 +49,41 @@ def _case_dirs(roots: Sequence[Path], marker: str) -> List[Path]:
     return out
 
 
-def load_cases(dirs: Sequence[Path], kind: str, cache: Optional[Path]) -> List[PreparedCase]:
-    """Prepared cases, from the cache where they were prepared before."""
-    cases = []
-    for d in dirs:
-        cached = cache / f"{kind}-{d.name}.npz" if cache else None
-        if cached is not None and cached.is_file():
-            cases.append(PreparedCase.load(cached))
-            continue
-        from .data import prepare_bodies_only, prepare_generated  # SimpleITK: only where cases are prepared
+def _sources(cfg: VertebraTrainingConfig) -> Dict[str, Dict[str, Path]]:
+    """Every case by kind and name: case folders first, prepared caches for the rest."""
+    found: Dict[str, Dict[str, Path]] = {"generated": {}, "real": {}}
+    for d in _case_dirs(cfg.generated, "labels.nii.gz"):
+        found["generated"][d.name] = d
+    for d in _case_dirs(cfg.real, "vertebrae.nii.gz"):
+        found["real"][d.name] = d
+    for root in cfg.prepared:
+        if not Path(root).is_dir():
+            raise DatasetError(f"{root}: not a folder")
+        for f in sorted(Path(root).glob("*.npz")):
+            kind, _, name = f.name[: -len(".npz")].partition("-")
+            if kind in found:
+                found[kind].setdefault(name, f)
+    return found
 
-        case = prepare_generated(d) if kind == "generated" else prepare_bodies_only(d)
-        if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            case.save(cached)
+
+def load_cases(kind: str, sources: Dict[str, Path], names: Sequence[str], cache: Optional[Path]) -> List[PreparedCase]:
+    """Prepared cases: from a cache file where there is one, else prepared now (and cached)."""
+    cases = []
+    for name in names:
+        src = sources[name]
+        cached = cache / f"{kind}-{name}.npz" if cache else None
+        if src.suffix == ".npz":
+            cached = src
+        if cached is not None and cached.is_file():
+            case = PreparedCase.load(cached)
+        else:
+            from .data import prepare_bodies_only, prepare_generated  # SimpleITK: only where cases are prepared
+
+            case = prepare_generated(src) if kind == "generated" else prepare_bodies_only(src)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                case.save(cached)
+        case.name = f"{kind}-{name}"
         cases.append(case)
     return cases
 
@@ -69,19 +91,18 @@ def load_cases(dirs: Sequence[Path], kind: str, cache: Optional[Path]) -> List[P
 def train_vertebra_model(cfg: VertebraTrainingConfig, checkpoint: Path) -> Dict[str, object]:
     """Train on generated + real cases; return the network, the split and the validation history."""
     torch.manual_seed(cfg.seed)
-    gen_dirs = _case_dirs(cfg.generated, "labels.nii.gz")
-    real_dirs = _case_dirs(cfg.real, "vertebrae.nii.gz")
-    if not gen_dirs and not real_dirs:
+    sources = _sources(cfg)
+    gen, real = sources["generated"], sources["real"]
+    if not gen and not real:
         raise DatasetError("no training cases found (generated cases need labels.nii.gz, real ones vertebrae.nii.gz)")
-    real_train, real_val = split_names([d.name for d in real_dirs], cfg.real_validation_share, cfg.seed) if real_dirs else ([], [])
-    gen_val = [d.name for d in gen_dirs[: cfg.generated_validation]]
-    by_name = {d.name: d for d in real_dirs}
-    train_cases = load_cases([d for d in gen_dirs if d.name not in gen_val], "generated", cfg.cache)
-    train_cases += load_cases([by_name[n] for n in real_train], "real", cfg.cache)
-    val_real = load_cases([by_name[n] for n in real_val], "real", cfg.cache)
-    val_gen = load_cases([d for d in gen_dirs if d.name in gen_val], "generated", cfg.cache)
+    real_train, real_val = split_names(list(real), cfg.real_validation_share, cfg.seed) if real else ([], [])
+    gen_names = sorted(gen)
+    gen_val, gen_train = gen_names[: cfg.generated_validation], gen_names[cfg.generated_validation:]
+    train_cases = load_cases("generated", gen, gen_train, cfg.cache) + load_cases("real", real, real_train, cfg.cache)
+    val_real = load_cases("real", real, real_val, cfg.cache)
+    val_gen = load_cases("generated", gen, gen_val, cfg.cache)
     log.info("training on %d cases (%d generated, %d real); validating on %d real, %d generated",
-             len(train_cases), len(train_cases) - len(real_train), len(real_train), len(val_real), len(val_gen))
+             len(train_cases), len(gen_train), len(real_train), len(val_real), len(val_gen))
     network = build_network().to(cfg.device)
     sampler = batch_sampler(train_cases, cfg.batch_size, cfg.seed)
 

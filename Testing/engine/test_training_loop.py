@@ -56,7 +56,7 @@ def test_not_body_voxels_push_body_probability_down():
     partial_label_loss(logits, semantic, level).backward()
     assert (logits.grad[0, BODY] > 0).all()  # descending the gradient lowers the body logit
     ignored = torch.full((1, 4, 4), IGNORE)
-    assert float(partial_label_loss(logits, ignored, level)) == 0.0
+    assert partial_label_loss(logits, ignored, level).item() == 0.0
 
 
 def test_bodies_only_targets_know_nothing_beyond_the_labelled_extent():
