@@ -1,0 +1,1 @@
+"""Evaluation metrics (issue measurements; none are timed tests)."""

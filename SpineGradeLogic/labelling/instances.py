@@ -1,0 +1,165 @@
+"""Vertebral-body instances: connected pieces of a body (or sacrum) mask, with their geometry in RAS.
+
+An instance keeps its voxel indices and the geometry of the grid they index (the model's working
+grid or the input's own), so centroids and boxes come out in RAS millimetres whatever the grid.
+Two routes give the same structures: a network's masks (plus its per-voxel level probabilities)
+and a ground-truth label map in VerSe numbering (for tests and evaluation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from ..io.volume import Volume
+from ..names import LABEL_TO_VERTEBRA, SPINE_ORDER, VERTEBRA_LABELS
+from ..results.model import Box
+
+MIN_BODY_MM3 = 300.0  # smaller pieces are noise (a C3 body is ~2 cm3, a lumbar one 30-50 cm3)
+_SACRUM = VERTEBRA_LABELS["S1"]
+
+
+@dataclass
+class SpineInstance:
+    """One vertebral body (or the sacrum) found in a mask.
+
+    Attributes:
+        voxels: (N, 3) integer indices into ``grid``'s array.
+        grid: the Volume whose geometry the indices refer to (its array is not used).
+        kind: ``"body"`` or ``"sacrum"``.
+        probabilities: evidence over ``SPINE_ORDER`` (sums to 1) or None when there is none.
+        truth: the true name, for instances read from a ground-truth label map.
+    """
+
+    voxels: np.ndarray
+    grid: Volume
+    kind: str = "body"
+    probabilities: Optional[np.ndarray] = None
+    truth: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_voxels(self) -> int:
+        return int(len(self.voxels))
+
+    @property
+    def volume_mm3(self) -> float:
+        return self.n_voxels * float(np.prod(self.grid.spacing))
+
+    def points_ras(self) -> np.ndarray:
+        """RAS millimetres of every voxel centre, (N, 3)."""
+        return self.grid.index_to_ras(self.voxels)
+
+    @property
+    def centroid_mm(self) -> np.ndarray:
+        """Centroid of the body in RAS mm (the mean of the voxel indices mapped once: exact and cheap)."""
+        return self.grid.index_to_ras(self.voxels.mean(axis=0))
+
+    @property
+    def bbox_mm(self) -> Box:
+        """Axis-aligned RAS box around the voxels, out to their outer faces."""
+        lo, hi = self.voxels.min(0) - 0.5, self.voxels.max(0) + 0.5
+        corners = np.array([[a[0], b[1], c[2]] for a in (lo, hi) for b in (lo, hi) for c in (lo, hi)])
+        return Box.around(self.grid.index_to_ras(corners))
+
+
+def _components(mask: np.ndarray, min_voxels: int) -> List[np.ndarray]:
+    lab, n = ndimage.label(mask)  # face connectivity: bodies touching at a corner stay apart
+    if n == 0:
+        return []
+    idx = np.argsort(lab.ravel(), kind="stable")
+    counts = np.bincount(lab.ravel(), minlength=n + 1)
+    bounds = np.cumsum(counts)
+    out = []
+    for c in range(1, n + 1):
+        if counts[c] >= min_voxels:
+            flat = idx[bounds[c - 1] : bounds[c]]
+            out.append(np.stack(np.unravel_index(flat, mask.shape), axis=1))
+    return out
+
+
+def mean_probabilities(voxels: np.ndarray, level_probs: np.ndarray) -> np.ndarray:
+    """Mean of per-voxel level probabilities ``[C, i, j, k]`` over an instance's voxels, renormalised."""
+    p = level_probs[(slice(None), *voxels.T)].astype(np.float64).mean(axis=1)
+    s = p.sum()
+    return p / s if s > 0 else np.full(len(p), 1.0 / len(p))
+
+
+def _split_by_level(voxels: np.ndarray, level_probs: np.ndarray, min_voxels: int, shape) -> List[np.ndarray]:
+    """Split a component that the level head sees as two or more vertebrae (a missed disc)."""
+    arg = level_probs[(slice(None), *voxels.T)].argmax(axis=0)
+    levels, counts = np.unique(arg, return_counts=True)
+    big = levels[counts >= max(min_voxels, 0.15 * len(voxels))]
+    if len(big) < 2:
+        return [voxels]
+    out = []
+    for lv in big:
+        sub = np.zeros(shape, bool)
+        keep = voxels[arg == lv]
+        sub[tuple(keep.T)] = True
+        out.extend(_components(sub, min_voxels))
+    return out or [voxels]
+
+
+def instances_from_masks(
+    body: Volume,
+    sacrum: Optional[Volume] = None,
+    level_probs: Optional[np.ndarray] = None,
+    min_volume_mm3: float = MIN_BODY_MM3,
+) -> List[SpineInstance]:
+    """Instances from a network's masks.
+
+    Args:
+        body: boolean (or 0/1) vertebral-body mask.
+        sacrum: boolean sacrum mask on the same grid; its largest piece becomes one ``"sacrum"`` instance.
+        level_probs: per-voxel probabilities over ``SPINE_ORDER``, shape ``(len(SPINE_ORDER), *body.shape)``;
+            each instance gets their mean as its evidence, and a component holding two levels is split.
+        min_volume_mm3: pieces below this are dropped as noise.
+
+    Returns:
+        Unordered instances (see :func:`order_instances`).
+    """
+    if level_probs is not None and level_probs.shape != (len(SPINE_ORDER), *body.shape):
+        raise ValueError(f"level_probs must be {(len(SPINE_ORDER), *body.shape)}, got {level_probs.shape}")
+    min_vox = max(1, int(round(min_volume_mm3 / float(np.prod(body.spacing)))))
+    out: List[SpineInstance] = []
+    for vox in _components(np.asarray(body.array) > 0, min_vox):
+        parts = _split_by_level(vox, level_probs, min_vox, body.shape) if level_probs is not None else [vox]
+        for part in parts:
+            p = mean_probabilities(part, level_probs) if level_probs is not None else None
+            out.append(SpineInstance(part, body, "body", p))
+    if sacrum is not None:
+        pieces = _components(np.asarray(sacrum.array) > 0, min_vox)
+        if pieces:
+            vox = max(pieces, key=len)
+            p = mean_probabilities(vox, level_probs) if level_probs is not None else None
+            out.append(SpineInstance(vox, sacrum, "sacrum", p))
+    return out
+
+
+def instances_from_label_map(labels: Volume, values: Optional[Sequence[int]] = None) -> List[SpineInstance]:
+    """Ground-truth instances from a VerSe-numbered label map (one per vertebra value present).
+
+    Only vertebra values (1-28) count: posterior elements (41-68), discs (101-128) and the canal
+    are ignored, so centroids are those of the bodies. Each instance's ``truth`` is its name.
+    """
+    arr = np.asarray(labels.array)
+    present = [int(v) for v in np.unique(arr) if int(v) in LABEL_TO_VERTEBRA]
+    if values is not None:
+        present = [v for v in present if v in set(values)]
+    out = []
+    for v in present:
+        vox = np.argwhere(arr == v)
+        out.append(SpineInstance(vox, labels, "sacrum" if v == _SACRUM else "body", None, LABEL_TO_VERTEBRA[v]))
+    return out
+
+
+def one_hot_evidence(name: str, smoothing: float = 0.0) -> np.ndarray:
+    """Evidence vector for a known name (``smoothing`` spread over the other labels)."""
+    k = len(SPINE_ORDER)
+    p = np.full(k, smoothing / (k - 1) if k > 1 else 0.0)
+    p[SPINE_ORDER.index(name)] = 1.0 - smoothing
+    return p

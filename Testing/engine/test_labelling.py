@@ -1,0 +1,223 @@
+"""Vertebra labelling: instances, ordering along the curve, the sequence decoder, warnings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fixtures_spine import names_between, noisy_evidence, synthetic_spine
+from SpineGradeLogic.io.volume import Volume
+from SpineGradeLogic.labelling import (
+    DecoderPriors,
+    SpineInstance,
+    decode,
+    instances_from_masks,
+    label_from_label_map,
+    label_instances,
+    named_label_map,
+    order_along_spine,
+)
+from SpineGradeLogic.names import SPINE_ORDER, VERTEBRA_LABELS
+from SpineGradeLogic.results.folder import read_volume
+
+SACRUM = VERTEBRA_LABELS["S1"]
+
+
+def masks(spine, drop=()):
+    """Body and sacrum masks as a network would give them (no names)."""
+    arr = spine.labels.array
+    body = (arr >= 1) & (arr <= 28) & (arr != SACRUM)
+    for name in drop:
+        body &= arr != VERTEBRA_LABELS[name]
+    return spine.labels.with_array(body), spine.labels.with_array(arr == SACRUM)
+
+
+def labelled(spine, sacrum=True, evidence_rng=None, drop=(), **kw):
+    body, sac = masks(spine, drop)
+    inst = instances_from_masks(body, sac if sacrum else None)
+    if evidence_rng is not None:
+        arr = spine.labels.array
+        for i in inst:
+            values, counts = np.unique(arr[tuple(i.voxels.T)], return_counts=True)
+            truth = {v: k for k, v in VERTEBRA_LABELS.items()}[int(values[np.argmax(counts)])]
+            i.probabilities = noisy_evidence([truth], evidence_rng, **kw)[0]
+    return label_instances(inst)
+
+
+def test_lumbar_with_sacrum_named_from_the_sacrum_alone():
+    spine = synthetic_spine(names_between("L1", "S1"))
+    lab = labelled(spine)
+    assert lab.names == ["L1", "L2", "L3", "L4", "L5", "S1"]
+    assert lab.evidence_sources == ["sacrum"]
+    assert min(v.confidence for v in lab.vertebrae) > 0.8
+    assert lab.warnings == []
+    truth = label_from_label_map(spine.labels)
+    for v, t in zip(lab.vertebrae, truth.vertebrae):  # same voxels -> same centroids and boxes
+        np.testing.assert_allclose(v.centroid_mm, t.centroid_mm, atol=1e-6)
+        assert v.bbox_mm == t.bbox_mm
+    for v in lab.vertebrae[:-1]:  # the analytic centres, within half a voxel
+        assert np.linalg.norm(np.subtract(v.centroid_mm, spine.centres[v.label])) < 1.0
+
+
+def test_lumbar_without_any_anchor_names_nothing():
+    spine = synthetic_spine(names_between("L1", "L5"))
+    lab = labelled(spine, sacrum=False)
+    assert lab.vertebrae == []
+    assert any("nothing identifies" in w for w in lab.warnings)
+
+
+def test_lumbar_without_sacrum_named_by_network_evidence():
+    spine = synthetic_spine(names_between("T11", "L4"))
+    lab = labelled(spine, sacrum=False, evidence_rng=np.random.default_rng(0))
+    assert lab.names == ["T11", "T12", "L1", "L2", "L3", "L4"]
+    assert lab.evidence_sources == ["network"]
+
+
+def test_thoraco_lumbar_with_weak_noisy_evidence():
+    spine = synthetic_spine(names_between("T6", "S1"))
+    lab = labelled(spine, evidence_rng=np.random.default_rng(1), sharpness=0.7, noise=1.0)
+    assert lab.names == names_between("T6", "S1")
+
+
+def test_whole_spine_anchored_on_sacrum_and_dens():
+    spine = synthetic_spine(names_between("C2", "S1"))
+    lab = labelled(spine)
+    assert lab.names == names_between("C2", "S1")
+    assert set(lab.evidence_sources) == {"sacrum", "dens"}
+    assert min(v.confidence for v in lab.vertebrae) > 0.9
+
+
+def test_cervico_thoracic_named_from_the_dens():
+    spine = synthetic_spine(names_between("C2", "T4"))
+    lab = labelled(spine, sacrum=False)
+    assert lab.evidence_sources == ["dens"]
+    assert lab.names == names_between("C2", "T4")
+
+
+def test_l6_only_where_the_evidence_supports_it():
+    names = names_between("T11", "S1", l6=True)
+    spine = synthetic_spine(names)
+    plain = labelled(spine)  # six lumbar-like bodies, sacrum only: the prior keeps the usual count
+    assert "L6" not in plain.names and plain.names[-2:] == ["L5", "S1"]
+    lab = labelled(spine, evidence_rng=np.random.default_rng(2), sharpness=1.5, noise=0.3)
+    assert lab.names == names
+    assert any("L6" in w for w in lab.warnings)
+
+
+def test_t13_named_and_flagged():
+    names = names_between("T10", "L2", t13=True)
+    spine = synthetic_spine(names)
+    lab = labelled(spine, sacrum=False, evidence_rng=np.random.default_rng(3), sharpness=2.0, noise=0.2)
+    assert lab.names == names
+    assert any("T13" in w for w in lab.warnings)
+
+
+def test_missed_vertebra_is_bridged_and_reported():
+    spine = synthetic_spine(names_between("L1", "S1"))
+    lab = labelled(spine, drop=("L3",), evidence_rng=np.random.default_rng(4), sharpness=1.0, noise=0.5)
+    assert lab.names == ["L1", "L2", "L4", "L5", "S1"]
+    assert any("between L2 and L4" in w for w in lab.warnings)
+
+
+def test_order_follows_the_curve_not_the_array_axis():
+    spine = synthetic_spine(names_between("T12", "S1"))
+    vol = spine.labels
+    # the same anatomy with the array axes permuted and flipped: geometry keeps RAS identical
+    arr = vol.array.transpose(2, 0, 1)[::-1]
+    d = vol.direction_lps[:, [2, 0, 1]].copy()
+    d[:, 0] *= -1
+    origin = vol.index_to_ras([0, 0, vol.shape[2] - 1]) * [-1, -1, 1]
+    other = Volume(np.ascontiguousarray(arr), (vol.spacing[2], vol.spacing[0], vol.spacing[1]), tuple(origin), d)
+    a = labelled(spine)
+    b = label_instances(instances_from_masks(other.with_array((arr >= 1) & (arr <= 28) & (arr != SACRUM)), other.with_array(arr == SACRUM)))
+    assert a.names == b.names == names_between("T12", "S1")
+    np.testing.assert_allclose([v.centroid_mm for v in a.vertebrae], [v.centroid_mm for v in b.vertebrae], atol=1e-6)
+
+
+def test_ordering_drops_an_off_curve_blob():
+    pts = np.array([[0, 0, -35.0 * i] for i in range(6)], float)
+    pts[:, 1] = 10 * np.sin(np.arange(6) / 2)
+    blob = np.array([[80.0, 40.0, -90.0]])
+    so = order_along_spine(np.vstack([pts[::-1], blob]))
+    assert list(so.outliers) == [6]
+    assert list(so.order) == [5, 4, 3, 2, 1, 0]
+
+
+def test_no_spine_gives_a_warning_and_no_names():
+    spine = synthetic_spine(names_between("L1", "L2"))
+    empty = spine.labels.with_array(np.zeros(spine.labels.shape, bool))
+    lab = label_instances(instances_from_masks(empty, empty))
+    assert lab.vertebrae == [] and "no spine found" in lab.warnings[0]
+    one = spine.labels.with_array(spine.labels.array == VERTEBRA_LABELS["L1"])
+    lab = label_instances(instances_from_masks(one))
+    assert lab.vertebrae == [] and "no spine found" in lab.warnings[0]
+    noise = spine.labels.with_array(np.random.default_rng(0).random(spine.labels.shape) > 0.7)
+    assert label_instances(instances_from_masks(noise)).vertebrae == []  # speckle: no piece big enough
+
+
+def test_decoder_confidence_is_the_posterior_marginal():
+    k = len(SPINE_ORDER)
+    ev = np.ones((3, k))
+    ev[2] = 1e-6
+    ev[2, SPINE_ORDER.index("S1")] = 1
+    d = decode(ev, priors=DecoderPriors(p_l6=0.2))
+    assert d.labels == ["L4", "L5", "S1"]
+    # with no other evidence the L6 alternative costs exactly its prior
+    assert d.confidence[1] == pytest.approx(0.8, abs=0.01)
+    np.testing.assert_allclose(d.marginals.sum(1), 1.0)
+
+
+def test_level_probabilities_split_merged_bodies():
+    spine = synthetic_spine(names_between("L3", "S1"), with_discs=False)
+    arr = spine.labels.array
+    body = (arr >= 1) & (arr <= 28) & (arr != SACRUM)
+    from scipy import ndimage
+
+    merged = ndimage.binary_closing(body, iterations=4) & ~(arr == SACRUM)  # discs missed: bodies touch
+    probs = np.zeros((len(SPINE_ORDER), *arr.shape), np.float32)
+    probs[SPINE_ORDER.index("L1")] = 1.0
+    for name in ("L3", "L4", "L5"):
+        near = ndimage.distance_transform_edt(arr != VERTEBRA_LABELS[name]) < 6
+        probs[:, near] = 0
+        probs[SPINE_ORDER.index(name), near] = 1.0
+    inst = instances_from_masks(spine.labels.with_array(merged), spine.labels.with_array(arr == SACRUM), probs)
+    lab = label_instances(inst)
+    assert lab.names == ["L3", "L4", "L5", "S1"]
+
+
+def test_named_label_map_round_trips():
+    spine = synthetic_spine(names_between("L1", "S1"))
+    lab = labelled(spine)
+    out = named_label_map(lab)
+    truth = spine.labels.array.copy()
+    truth[truth > 28] = 0
+    np.testing.assert_array_equal(out.array, truth)
+
+
+def test_real_scans_ground_truth_and_decoding(real_dev):
+    cases = sorted(p for p in real_dev.glob("vb3-*") if (p / "vertebrae.nii.gz").is_file())[:3]
+    if not cases:
+        pytest.skip(f"no vb3 cases in {real_dev}")
+    rng = np.random.default_rng(5)
+    for case in cases:
+        labels = read_volume(case / "vertebrae.nii.gz")
+        truth = label_from_label_map(labels)
+        assert truth.names == ["L1", "L2", "L3", "L4", "L5"]
+        z = [v.centroid_mm[2] for v in truth.vertebrae]
+        assert all(a > b for a, b in zip(z, z[1:])), f"{case.name}: L1..L5 not superior to inferior in RAS"
+        inst = instances_from_masks(labels.with_array(labels.array > 0))
+        for i in inst:
+            value = int(np.bincount(labels.array[tuple(i.voxels.T)].astype(int)).argmax())
+            i.probabilities = noisy_evidence([{v: k for k, v in VERTEBRA_LABELS.items()}[value]], rng, 1.0, 0.5)[0]
+        lab = label_instances(inst)
+        assert lab.names == truth.names, case.name
+        np.testing.assert_allclose([v.centroid_mm for v in lab.vertebrae], [v.centroid_mm for v in truth.vertebrae], atol=1e-6)
+
+
+def test_instances_carry_ras_geometry():
+    vol = Volume(np.zeros((10, 10, 10), bool), (2.0, 1.0, 3.0), (5.0, -3.0, 7.0), np.eye(3))
+    vol.array[2:4, 5:7, 1:3] = True
+    inst = SpineInstance(np.argwhere(vol.array), vol)
+    np.testing.assert_allclose(inst.centroid_mm, vol.index_to_ras([2.5, 5.5, 1.5]))
+    assert inst.volume_mm3 == pytest.approx(8 * 6.0)
+    np.testing.assert_allclose(np.sort([inst.bbox_mm.min, inst.bbox_mm.max], 0)[0], inst.bbox_mm.min)
