@@ -48,31 +48,38 @@ def augmentation(seed: int = 0) -> Compose:
     return t
 
 
-def batch_sampler(cases: Sequence[PreparedCase], batch_size: int, seed: int = 0):
-    """Endless random slice stacks from ``cases`` (cases drawn evenly, then a useful slice)."""
-    rng = np.random.default_rng(seed)
-    aug = augmentation(seed)
-    slices = [useful_slices(c) for c in cases]
+class SliceStacks(torch.utils.data.IterableDataset):
+    """Endless augmented 2.5-D slice stacks: a case drawn evenly, then one of its useful slices."""
 
-    def epoch() -> Iterator[Dict[str, torch.Tensor]]:
+    def __init__(self, cases: Sequence[PreparedCase], seed: int = 0):
+        self.cases, self.seed = list(cases), seed
+        self.slices = [useful_slices(c) for c in self.cases]
+
+    def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        rng = np.random.default_rng([self.seed, worker])  # each worker its own stream
+        aug = augmentation(self.seed * 1000 + worker)
         while True:
-            items = []
-            for _ in range(batch_size):
-                ci = int(rng.integers(len(cases)))
-                c, s = cases[ci], int(rng.choice(slices[ci]))
-                stack = slice_stack(c.image, s)
-                if rng.random() < 0.5:  # left-right mirror: neighbours swap sides
-                    stack = stack[::-1].copy()
-                d = aug({"image": stack, "semantic": c.semantic[s][None].astype(np.float32),
-                         "level": c.level[s][None].astype(np.float32)})
-                items.append(d)
+            ci = int(rng.integers(len(self.cases)))
+            c, s = self.cases[ci], int(rng.choice(self.slices[ci]))
+            stack = slice_stack(c.image, s)
+            if rng.random() < 0.5:  # left-right mirror: neighbours swap sides
+                stack = stack[::-1].copy()
+            d = aug({"image": stack, "semantic": c.semantic[s][None].astype(np.float32),
+                     "level": c.level[s][None].astype(np.float32)})
             yield {
-                "image": torch.stack([torch.as_tensor(np.asarray(d["image"])) for d in items]).float(),
-                "semantic": torch.stack([torch.as_tensor(np.asarray(d["semantic"]))[0] for d in items]).round().long(),
-                "level": torch.stack([torch.as_tensor(np.asarray(d["level"]))[0] for d in items]).round().long(),
+                "image": torch.as_tensor(np.asarray(d["image"])).float(),
+                "semantic": torch.as_tensor(np.asarray(d["semantic"]))[0].round().long(),
+                "level": torch.as_tensor(np.asarray(d["level"]))[0].round().long(),
             }
 
-    return epoch
+
+def batch_sampler(cases: Sequence[PreparedCase], batch_size: int, seed: int = 0, workers: int = 0):
+    """Returns a function giving an iterator of batches (workers > 0: augmentation in parallel processes)."""
+    loader = torch.utils.data.DataLoader(SliceStacks(cases, seed), batch_size=batch_size, num_workers=workers,
+                                         persistent_workers=workers > 0)
+    return lambda: iter(loader)
 
 
 def loss_on_batch(network: torch.nn.Module, batch: Dict[str, torch.Tensor]) -> torch.Tensor:

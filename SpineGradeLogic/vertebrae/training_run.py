@@ -35,6 +35,7 @@ class VertebraTrainingConfig:
     patience: int = 8
     seed: int = 0
     device: str = "cpu"
+    workers: int = 0  # data-loading processes
     cache: Optional[Path] = None
     time_limit_s: Optional[float] = None
 
@@ -104,7 +105,7 @@ def train_vertebra_model(cfg: VertebraTrainingConfig, checkpoint: Path) -> Dict[
     log.info("training on %d cases (%d generated, %d real); validating on %d real, %d generated",
              len(train_cases), len(gen_train), len(real_train), len(val_real), len(val_gen))
     network = build_network().to(cfg.device)
-    sampler = batch_sampler(train_cases, cfg.batch_size, cfg.seed)
+    sampler = batch_sampler(train_cases, cfg.batch_size, cfg.seed, cfg.workers)
 
     def to_device(batch):
         return {k: v.to(cfg.device) for k, v in batch.items()}
