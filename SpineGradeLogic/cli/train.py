@@ -35,6 +35,9 @@ def register(sub) -> None:
     v.add_argument("--version", default="0.1.0", help="bundle version")
     v.add_argument("--changelog", default="trained with spinegrade train vertebrae")
     v.set_defaults(func=train_vertebrae_command)
+    from ..grading.cli import register_grading  # no heavy imports: handlers import what they need
+
+    register_grading(models)
 
 
 def train_vertebrae_command(args: argparse.Namespace) -> int:

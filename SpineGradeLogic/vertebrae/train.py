@@ -49,11 +49,21 @@ def augmentation(seed: int = 0) -> Compose:
 
 
 class SliceStacks(torch.utils.data.IterableDataset):
-    """Endless augmented 2.5-D slice stacks: a case drawn evenly, then one of its useful slices."""
+    """Endless augmented 2.5-D slice stacks: a case drawn by weight, then one of its useful slices.
 
-    def __init__(self, cases: Sequence[PreparedCase], seed: int = 0):
+    By default real and generated cases each supply half the samples, however many there are of
+    each: the real scans set the labelling convention the Dice is measured against.
+    """
+
+    def __init__(self, cases: Sequence[PreparedCase], seed: int = 0, real_share: float = 0.5):
         self.cases, self.seed = list(cases), seed
         self.slices = [useful_slices(c) for c in self.cases]
+        real = np.array([c.name.startswith("real-") for c in self.cases])
+        w = np.ones(len(self.cases))
+        if real.any() and (~real).any():
+            w[real] = real_share / real.sum()
+            w[~real] = (1 - real_share) / (~real).sum()
+        self.weights = w / w.sum()
 
     def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
         info = torch.utils.data.get_worker_info()
@@ -61,7 +71,7 @@ class SliceStacks(torch.utils.data.IterableDataset):
         rng = np.random.default_rng([self.seed, worker])  # each worker its own stream
         aug = augmentation(self.seed * 1000 + worker)
         while True:
-            ci = int(rng.integers(len(self.cases)))
+            ci = int(rng.choice(len(self.cases), p=self.weights))
             c, s = self.cases[ci], int(rng.choice(self.slices[ci]))
             stack = slice_stack(c.image, s)
             if rng.random() < 0.5:  # left-right mirror: neighbours swap sides

@@ -1,0 +1,246 @@
+"""Prepared grading crops: intensity normalisation, the npz cache, GPU-side augmentation, batches.
+
+Kept free of SimpleITK (and of the phantom) so that training runs where only torch, numpy and MONAI
+are installed, from caches prepared elsewhere (``grading/prepare.py`` makes them).
+
+Cache files: one ``grading-<profile>-<seed>.npz`` per generated case, holding
+
+=============  ==================  ==========================================================
+key            dtype / shape        what
+=============  ==================  ==========================================================
+image          uint8 [n, 24,80,64]  normalised crop x ``IMAGE_SCALE`` (6 bits: 0-1.5 in 1/42 steps)
+grades         int8 [n, 13]         ground-truth grade (class value) per head, ``HEAD_NAMES`` order
+level          str [n]              disc level
+outside        float32 [n]          share of the crop outside the field of view
+case           int64 [n]            generator seed
+contrast       str [n]              T1 / T2 / STIR / random
+=============  ==================  ==========================================================
+
+6-bit storage keeps a crop near 45 kB compressed (8 bits: about 70 kB) so that a few thousand crops
+travel to a training machine; training adds uniform dither of one step so the network never learns
+the quantisation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import DatasetError
+from ..names import HEAD_NAMES
+from .heads import grade_indices, mirror_permutation, n_classes
+
+IMAGE_SCALE = 42.0  # normalised intensity 0-1.5 stored as 0-63
+CLIP = 1.5
+CROP_SPACING = (2.0, 1.0, 1.0)
+
+
+def normalise_crop(array: np.ndarray, inside: Optional[np.ndarray] = None) -> np.ndarray:
+    """Crop intensities divided by their 99th percentile (inside the field of view), clipped to [0, 1.5].
+
+    Per crop, so that every sequence and scanner gain lands on one scale while the contrast between
+    nucleus, annulus, CSF, fat and marrow (what the grades depend on) is kept.
+    """
+    a = np.nan_to_num(np.asarray(array, np.float32))
+    vals = a[inside] if inside is not None and inside.any() else a[a > 0]
+    ref = float(np.percentile(vals, 99)) if vals.size else 0.0
+    if ref <= 0:
+        return np.zeros_like(a)
+    return np.clip(a / ref, 0.0, CLIP).astype(np.float32)
+
+
+@dataclass
+class CropSet:
+    """Crops and their ground truth, in memory (uint8 images as stored; see :meth:`images`)."""
+
+    image: np.ndarray  # uint8 [N, 24, 80, 64]
+    grades: np.ndarray  # int [N, 13] class values
+    level: np.ndarray
+    outside: np.ndarray
+    case: np.ndarray
+    contrast: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def targets(self) -> np.ndarray:
+        """Class indices ``[N, 13]`` (Pfirrmann 1-5 -> 0-4)."""
+        return grade_indices(self.grades)
+
+    def images(self, idx=slice(None)) -> np.ndarray:
+        return self.image[idx].astype(np.float32) / IMAGE_SCALE
+
+    def subset(self, mask) -> "CropSet":
+        return CropSet(*(getattr(self, f)[mask] for f in ("image", "grades", "level", "outside", "case", "contrast")))
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, image=self.image.astype(np.uint8), grades=self.grades.astype(np.int8),
+                            level=self.level.astype(str), outside=self.outside.astype(np.float32),
+                            case=self.case.astype(np.int64), contrast=self.contrast.astype(str))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "CropSet":
+        try:
+            d = np.load(path)
+            return cls(d["image"], d["grades"].astype(np.int64), d["level"], d["outside"], d["case"], d["contrast"])
+        except Exception as e:  # a truncated or foreign file: name it
+            raise DatasetError(f"{path}: not a grading crop cache ({e})") from e
+
+    @classmethod
+    def concat(cls, sets: Sequence["CropSet"]) -> "CropSet":
+        if not sets:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(s, f) for s in sets]) for f in
+                     ("image", "grades", "level", "outside", "case", "contrast")))
+
+    @classmethod
+    def empty(cls) -> "CropSet":
+        return cls(np.zeros((0, 24, 80, 64), np.uint8), np.zeros((0, len(HEAD_NAMES)), np.int64), np.zeros(0, str),
+                   np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, str))
+
+
+def cache_name(profile: str, seed: int) -> str:
+    return f"grading-{profile}-{int(seed)}.npz"
+
+
+def load_prepared(folders: Sequence[Path], profile: Optional[str] = None) -> CropSet:
+    """Every ``grading-<profile>-<seed>.npz`` in ``folders`` (all profiles when ``profile`` is None)."""
+    sets = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DatasetError(f"{folder}: not a folder")
+        pattern = f"grading-{profile}-*.npz" if profile else "grading-*.npz"
+        sets.extend(CropSet.load(f) for f in sorted(folder.glob(pattern)) if not f.name.endswith(".tmp.npz"))
+    return CropSet.concat(sets)
+
+
+# --- augmentation (torch, on the training device) ------------------------------------------------
+
+def _rotation(angles: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices ``[B, 3, 3]`` from angles (radians) about the three axes."""
+    a, b, c = angles[:, 0], angles[:, 1], angles[:, 2]
+    one, zero = torch.ones_like(a), torch.zeros_like(a)
+    rx = torch.stack([one, zero, zero, zero, a.cos(), -a.sin(), zero, a.sin(), a.cos()], 1).view(-1, 3, 3)
+    ry = torch.stack([b.cos(), zero, b.sin(), zero, one, zero, -b.sin(), zero, b.cos()], 1).view(-1, 3, 3)
+    rz = torch.stack([c.cos(), -c.sin(), zero, c.sin(), c.cos(), zero, zero, zero, one], 1).view(-1, 3, 3)
+    return rz @ ry @ rx
+
+
+@dataclass
+class Augment:
+    """What a localisation error, another scanner or another patient could change in a crop.
+
+    Geometry (in millimetres, so anisotropic voxels rotate correctly): rotations up to
+    ``rotate_deg`` about each axis, shifts up to ``shift_mm``, scaling by ``1 +- scale``, a left-right
+    mirror (which swaps left and right heads). Intensity: gamma, gain, a smooth bias field, Gaussian
+    noise, one quantisation step of dither, and sometimes a slab of zeros at an edge (a crop reaching
+    outside the field of view).
+    """
+
+    rotate_deg: tuple = (10.0, 6.0, 8.0)  # about L (tilt in the sagittal plane), P, S
+    shift_mm: tuple = (3.0, 3.0, 3.0)
+    scale: float = 0.08
+    mirror: bool = True
+    gamma: tuple = (0.7, 1.5)
+    gain: float = 0.15
+    bias: float = 0.25
+    noise: float = 0.04
+    edge_zero_prob: float = 0.1
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
+        """``x`` [B, 1, L, P, S] float (0-1.5), ``y`` [B, 13] class indices -> augmented copies."""
+        B, dev = x.shape[0], x.device
+
+        def U(*shape):
+            return torch.rand(*shape, generator=gen, device=gen.device).to(dev)
+
+        perm = torch.as_tensor(mirror_permutation(), device=dev)
+        if self.mirror:
+            flip = U(B) < 0.5
+            x = torch.where(flip[:, None, None, None, None], x.flip(2), x)
+            y = torch.where(flip[:, None], y[:, perm], y)
+        # rigid + scale, in mm: grid coords (S, P, L) normalised by the half extents
+        half = torch.tensor([(n - 1) / 2 * s for n, s in zip(x.shape[2:], CROP_SPACING)], device=dev)  # L, P, S
+        half_xyz = half.flip(0)  # grid_sample's x, y, z = S, P, L
+        ang = (U(B, 3) * 2 - 1) * torch.tensor(self.rotate_deg, device=dev) * math.pi / 180
+        R = _rotation(ang.flip(1))  # angles about S, P, L in grid order
+        s = 1 + (U(B, 1, 1) * 2 - 1) * self.scale
+        A = torch.diag(1 / half_xyz) @ (R * s) @ torch.diag(half_xyz)
+        t = ((U(B, 3) * 2 - 1) * torch.tensor(self.shift_mm, device=dev)).flip(1) / half_xyz
+        theta = torch.cat([A, t[:, :, None]], 2)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=True)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        # intensity
+        g = self.gamma[0] + U(B, 1, 1, 1, 1) * (self.gamma[1] - self.gamma[0])
+        x = x.clamp_min(0).pow(g)
+        x = x * (1 + (U(B, 1, 1, 1, 1) * 2 - 1) * self.gain)
+        if self.bias > 0:  # linear ramp along a random direction
+            coords = [torch.linspace(-1, 1, n, device=dev) for n in x.shape[2:]]
+            L, P, S = torch.meshgrid(*coords, indexing="ij")
+            d = (U(B, 3) * 2 - 1) * self.bias
+            field = 1 + d[:, 0, None, None, None] * L + d[:, 1, None, None, None] * P + d[:, 2, None, None, None] * S
+            x = x * field[:, None].clamp_min(0.3)
+        x = x + torch.randn(x.shape, generator=gen, device=gen.device).to(dev) * (U(B, 1, 1, 1, 1) * self.noise)
+        x = x + (U(*x.shape) - 0.5) / IMAGE_SCALE
+        if self.edge_zero_prob > 0:
+            for i in torch.nonzero(U(B) < self.edge_zero_prob).flatten().tolist():
+                axis = 2 + int(U(1).item() * 3) % 3
+                n = x.shape[axis]
+                k = max(1, int(n * (0.05 + 0.2 * U(1).item())))
+                sl = [slice(None)] * 5
+                sl[0] = i
+                sl[axis] = slice(0, k) if U(1).item() < 0.5 else slice(n - k, n)
+                x[tuple(sl)] = 0
+        return x.clamp(0, CLIP), y
+
+
+def sampling_weights(targets: np.ndarray, power: float = 0.5) -> np.ndarray:
+    """Per-crop sampling weight: the rarest of its classes (over heads) ^ -power, normalised."""
+    w = np.ones(len(targets))
+    for j, h in enumerate(HEAD_NAMES):
+        counts = np.bincount(targets[:, j], minlength=n_classes(h)).astype(float)
+        freq = counts / max(counts.sum(), 1)
+        w = np.maximum(w, (freq[targets[:, j]] * n_classes(h)).clip(1e-6) ** -power)
+    return w / w.sum()
+
+
+class BatchSource:
+    """Endless augmented training batches, the whole crop set kept on the training device."""
+
+    def __init__(self, crops: CropSet, batch_size: int, device: str = "cpu", seed: int = 0,
+                 augment: Optional[Augment] = None, balance: float = 0.5):
+        self.device = torch.device(device)
+        self.x = torch.as_tensor(crops.image).to(self.device)  # uint8, ~120 kB per crop
+        self.y = torch.as_tensor(crops.targets, dtype=torch.long).to(self.device)
+        self.batch_size = batch_size
+        self.w = torch.as_tensor(sampling_weights(crops.targets, balance) if balance > 0 else
+                                 np.full(len(crops), 1 / len(crops)))
+        self.gen = torch.Generator().manual_seed(seed)  # sampling (CPU)
+        self.aug_gen = torch.Generator(device=self.device).manual_seed(seed + 1)  # augmentation, where the data is
+        self.augment = augment or Augment()
+
+    def __call__(self) -> Iterator[Dict[str, torch.Tensor]]:
+        while True:
+            idx = torch.multinomial(self.w, self.batch_size, replacement=True, generator=self.gen).to(self.device)
+            x = self.x[idx].float()[:, None] / IMAGE_SCALE
+            x, y = self.augment(x, self.y[idx], self.aug_gen)
+            yield {"image": x, "target": y}
+
+
+def iterate_images(crops: CropSet, batch_size: int, device) -> Iterator[torch.Tensor]:
+    """Unaugmented ``[b, 1, 24, 80, 64]`` float batches in order (validation, calibration)."""
+    for i in range(0, len(crops), batch_size):
+        yield torch.as_tensor(crops.images(slice(i, i + batch_size)))[:, None].to(device)
+

@@ -1,0 +1,183 @@
+"""Saliency maps (Grad-CAM, Integrated Gradients, occlusion) land in the input's geometry and peak at a
+planted signal; the grading and saliency stages run with a tiny bundle made here, and a crop outside
+the image is a warning, never a crash."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from SpineGradeLogic.discs.crop import extract_crop
+from SpineGradeLogic.discs.localise import DiscLocation
+from SpineGradeLogic.grading.heads import OUTPUT_SIZE, OUTPUT_SLICES
+from SpineGradeLogic.grading.network import CROP_SHAPE, GradingNet
+from SpineGradeLogic.grading.prepare import truth_frame
+from SpineGradeLogic.io.volume import Volume
+from SpineGradeLogic.names import HEAD_NAMES
+from SpineGradeLogic.saliency import heads_for_level, map_to_input, saliency_map
+
+SAGITTAL_LPS = np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+
+class BrightnessNet(torch.nn.Module):
+    """Toy grader: 'herniation' logit = mean of a positive feature map of the input, so the evidence
+    for herniation is wherever the input is bright. Its last stage is named ``features.3`` like the
+    real network's, so Grad-CAM finds it."""
+
+    def __init__(self):
+        super().__init__()
+        conv = torch.nn.Conv3d(1, 2, 1)
+        with torch.no_grad():
+            conv.weight.fill_(1.0)
+            conv.bias.zero_()
+        self.features = torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.Identity(), torch.nn.AvgPool3d((1, 2, 2)))
+
+    def forward(self, x):
+        f = self.features(x)
+        out = torch.zeros(x.shape[0], OUTPUT_SIZE)
+        s = OUTPUT_SLICES["disc_herniation"]
+        score = 5.0 * f.mean(dim=(1, 2, 3, 4))
+        out = out.index_put((torch.arange(x.shape[0]), torch.full((x.shape[0],), s.start + 1)), score)
+        return out
+
+
+def _volume_with_blob(blob_ras=None, shape=(100, 110, 16), spacing=(1.0, 1.0, 3.5)):
+    """Sagittal LPS volume (i: A->P, j: S->I, k: L->R... per SAGITTAL_LPS) with noise and a bright blob."""
+    rng = np.random.default_rng(0)
+    vol = Volume(rng.normal(100, 5, shape).astype(np.float32), spacing, (0.0, 0.0, 0.0), SAGITTAL_LPS)
+    centre = vol.index_to_ras((np.array(shape) - 1) / 2)
+    if blob_ras is not None:
+        ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
+        d = np.linalg.norm(vol.index_to_ras(ijk) - blob_ras, axis=1).reshape(shape)
+        vol.array[d < 4.0] += 400.0
+    return vol, centre
+
+
+def _location(centre, level="L4/L5"):
+    return DiscLocation(level, np.asarray(centre, float), truth_frame([0.0, 0.0, 1.0]), np.array([20.0, 15.0, 5.0]))
+
+
+@pytest.mark.parametrize("method", ["gradcam", "ig", "occlusion"])
+def test_map_peaks_at_the_planted_signal_in_input_geometry(method):
+    _, centre = _volume_with_blob()
+    blob = centre + np.array([0.0, -6.0, 5.0])  # a little anterior and superior of the disc centre
+    vol, _ = _volume_with_blob(blob)
+    crop = extract_crop(vol, _location(centre))
+    from SpineGradeLogic.grading.data import normalise_crop
+
+    x = torch.as_tensor(normalise_crop(crop.image.array, crop.inside))[None, None]
+    m = saliency_map(method, BrightnessNet(), x, "disc_herniation", 1)
+    assert m.shape == CROP_SHAPE and m.max() == pytest.approx(1.0) and m.min() >= 0
+    heat = map_to_input(m, crop, vol)
+    assert heat.same_geometry(vol)
+    peak = vol.index_to_ras(np.unravel_index(np.argmax(heat.array), vol.shape))
+    tol = 9.0 if method == "occlusion" else 5.0  # occlusion works in 12 mm blocks
+    assert np.linalg.norm(peak - blob) < tol, (method, peak, blob)
+
+
+def test_heads_for_level_modes():
+    probs = {h: np.array([0.9] + [0.1 / (len(v) - 1)] * (len(v) - 1)) for h, v in
+             __import__("SpineGradeLogic.names", fromlist=["HEADS"]).HEADS.items()}
+    probs["spondylolisthesis"] = np.array([0.2, 0.8])
+    assert heads_for_level(probs, "default") == ["spondylolisthesis"]
+    assert heads_for_level(probs, "all", ["modic", "pfirrmann"]) == ["modic", "pfirrmann"]
+    assert heads_for_level(probs, "none") == []
+
+
+# --- the stages ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    from SpineGradeLogic.grading.bundle_card import grading_metadata
+    from SpineGradeLogic.models.bundle import save_bundle
+
+    torch.manual_seed(0)
+    kwargs = dict(in_channels=1, channels=[4, 4, 8, 8], dropout=0.0)
+    net = GradingNet(**kwargs)
+    path = tmp_path_factory.mktemp("bundles") / "spinegrade_grading"
+    meta = grading_metadata("0.0.1", "test", {h: 1.5 for h in HEAD_NAMES}, {})
+    save_bundle(path, net, kwargs, meta, "# tiny untrained test bundle", network_class_name="SpineGradeLogic.grading.network.GradingNet")
+    return path
+
+
+def _context(tmp_path, bundle, locations, vol, **options):
+    from SpineGradeLogic.io.study import LoadedStudy
+    from SpineGradeLogic.pipeline.context import RunOptions, StudyContext
+    from SpineGradeLogic.results.model import InputInfo, StudyResult
+
+    info = InputInfo("test.nii.gz", vol.shape, vol.spacing)
+    opts = RunOptions(bundles={"spinegrade_grading": bundle} if bundle else {}, **options)
+    ctx = StudyContext(source="test.nii.gz", out_dir=tmp_path / "out", options=opts)
+    ctx.study = LoadedStudy(vol, info)
+    ctx.result = StudyResult(info)
+    ctx.result.discs = [loc.to_disc() for loc in locations]
+    ctx.artifacts["disc_locations"] = locations
+    return ctx
+
+
+def test_stages_grade_and_write_saliency_with_edge_crops(tmp_path, tiny_bundle, monkeypatch):
+    from SpineGradeLogic.pipeline.grading_stage import GradingStage, SaliencyStage
+    from SpineGradeLogic.pipeline.stages import WriteStage
+    from SpineGradeLogic.results.folder import read_result_folder
+    from SpineGradeLogic.results.validate import validate_result_dict
+
+    monkeypatch.delenv("SPINEGRADE_GRADING_BUNDLE", raising=False)
+    vol, centre = _volume_with_blob()
+    extent_s = vol.shape[1] * vol.spacing[1] / 2  # j runs superior -> inferior
+    inside = _location(centre, "L3/L4")
+    partly = _location(centre + np.array([0, 0, extent_s - 20.0]), "L2/L3")  # some of the crop above the image
+    outside = _location(centre + np.array([0, 0, extent_s + 5.0]), "L1/L2")  # most of it above
+    fractions = {l.level: extract_crop(vol, l).outside_fraction for l in (inside, partly, outside)}
+    assert fractions["L3/L4"] == 0 and 0.1 < fractions["L2/L3"] <= 0.3 and fractions["L1/L2"] > 0.3
+    ctx = _context(tmp_path, tiny_bundle, [outside, partly, inside], vol)
+    GradingStage().run(ctx)
+    SaliencyStage().run(ctx)
+    d = {x.level: x for x in ctx.result.discs}
+    assert not d["L1/L2"].grades  # skipped...
+    assert any("L1/L2 not graded" in w for w in ctx.result.warnings)  # ...with a warning
+    assert set(d["L2/L3"].grades) == set(HEAD_NAMES)  # graded...
+    assert any("L2/L3 graded although" in w for w in ctx.result.warnings)  # ...with a warning
+    for level in ("L2/L3", "L3/L4"):
+        for g in d[level].grades.values():
+            assert sum(g.probabilities) == pytest.approx(1.0)
+        assert len(d[level].saliency) == 1  # default: one map per level
+        (head, path), = d[level].saliency.items()
+        assert path in ctx.heatmaps and ctx.heatmaps[path].same_geometry(vol)
+    assert ctx.result.models and ctx.result.models[0].name == "spinegrade_grading"
+    WriteStage().run(ctx)
+    folder = read_result_folder(ctx.out_dir)
+    validate_result_dict(folder.result.to_dict())
+    for disc in folder.result.discs:
+        for path in disc.saliency.values():
+            assert folder.volume(path).same_geometry(vol)
+
+
+def test_all_heads_and_two_methods(tmp_path, tiny_bundle):
+    from SpineGradeLogic.pipeline.grading_stage import GradingStage, SaliencyStage
+
+    vol, centre = _volume_with_blob()
+    ctx = _context(tmp_path, tiny_bundle, [_location(centre)], vol, saliency="all",
+                   saliency_methods=["gradcam", "ig"], heads=["modic", "disc_herniation"])
+    GradingStage().run(ctx)
+    SaliencyStage().run(ctx)
+    disc = ctx.result.discs[0]
+    assert set(disc.grades) == {"modic", "disc_herniation"}
+    assert set(disc.saliency) == {"modic", "disc_herniation", "modic:ig", "disc_herniation:ig"}
+    assert len(ctx.heatmaps) == 4
+
+
+def test_without_a_bundle_the_stages_only_warn(tmp_path, monkeypatch):
+    from SpineGradeLogic.pipeline.grading_stage import GradingStage, SaliencyStage
+
+    monkeypatch.setenv("SPINEGRADE_MODELS", str(tmp_path / "no-models"))
+    monkeypatch.delenv("SPINEGRADE_GRADING_BUNDLE", raising=False)
+    vol, centre = _volume_with_blob()
+    ctx = _context(tmp_path, None, [_location(centre)], vol)
+    GradingStage().run(ctx)
+    SaliencyStage().run(ctx)
+    assert ctx.result.warnings == [
+        "disc grading: no model is installed (bundle 'spinegrade_grading'); this stage was skipped",
+        "saliency maps: no model is installed (bundle 'spinegrade_grading'); this stage was skipped",
+    ]
+    assert not ctx.result.discs[0].grades and not ctx.heatmaps

@@ -1,0 +1,155 @@
+"""Grading bench: evidence (saliency on generated lesions) and speed (grades + default saliency per study).
+
+    python bench/bench_grading.py --bundle PATH [--n 10] [--method gradcam] [--threads 2]
+
+Evidence: cases from seeds 300000+ with one lesion forced at L4/L5 (a central herniation, a Modic 2
+change, a 6 mm slip); the map of the lesion's head (disc_herniation, modic, spondylolisthesis) for
+the lesion's class, on the crop at the true disc. Printed per lesion: the share of saliency mass
+inside the lesion's region against the region's share of the crop (their ratio: 1 = no better than
+chance), how often the map's peak lies inside the region (target >= 80 %), and how often the default
+mode's "most abnormal head" is the lesion's head. Regions: herniation = voxels of tissue HERNIA with
+the disc's label (endplate defects are switched off in these cases so no Schmorl node shares it);
+Modic = voxels of tissue MODIC1-3; slip = the disc's own voxels dilated by 3 mm (the generator gives
+no slip mask: the step-off lies at the disc's margins; an approximation).
+
+Speed: one lumbar study, every truth level graded and the default saliency, torch on ``--threads``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def lesion_cases(kind: str, n: int, start: int = 300000):
+    from SpineGradeLogic.phantom import LevelPathology, PhantomConfig, generate_case
+
+    forced = {
+        "herniation": LevelPathology(herniation_mm=6.0, herniation_side="central", upper_endplate_defect_mm=0.0,
+                                     lower_endplate_defect_mm=0.0),
+        "modic": LevelPathology(modic=2, upper_endplate_defect_mm=0.0, lower_endplate_defect_mm=0.0),
+        "slip": LevelPathology(slip_mm=6.0),
+    }[kind]
+    for seed in range(start, start + n):
+        yield generate_case(seed, "lumbar", "T2", PhantomConfig(levels={"L4/L5": forced}))
+
+
+def lesion_mask(case, kind: str, level: str):
+    from scipy.ndimage import binary_dilation
+
+    from SpineGradeLogic.names import disc_label
+    from SpineGradeLogic.phantom import tissues as T
+
+    tis, lab = case.tissues.array, case.labels.array
+    dl = disc_label(level.split("/")[0])
+    if kind == "herniation":
+        m = (tis == T.HERNIA) & (lab == dl)
+    elif kind == "modic":
+        m = np.isin(tis, (T.MODIC1, T.MODIC2, T.MODIC3))
+    else:
+        sp = np.asarray(case.image.spacing)
+        it = np.maximum(1, np.round(3.0 / sp).astype(int))
+        m = lab == dl
+        for ax, k in enumerate(it):  # 3 mm along every axis (anisotropic voxels)
+            st = np.zeros((3, 3, 3), bool)
+            idx = [1, 1, 1]
+            for d in (0, 2):
+                idx[ax] = d
+                st[tuple(idx)] = True
+            st[1, 1, 1] = True
+            m = binary_dilation(m, st, iterations=int(k))
+    return case.image.with_array(m.astype(np.float32))
+
+
+def evidence(grader, kind: str, n: int, method: str):
+    import torch
+
+    from SpineGradeLogic.discs.crop import extract_crop
+    from SpineGradeLogic.grading.heads import evidence_class, most_abnormal_head
+    from SpineGradeLogic.grading.prepare import truth_location
+    from SpineGradeLogic.saliency import saliency_map
+
+    head = {"herniation": "disc_herniation", "modic": "modic", "slip": "spondylolisthesis"}[kind]
+    ratios, peaks, picked = [], [], []
+    for case in lesion_cases(kind, n):
+        disc = case.truth.disc("L4/L5")
+        if disc is None:
+            continue
+        loc = truth_location(disc)
+        crop = extract_crop(case.image, loc)
+        mask = extract_crop(lesion_mask(case, kind, "L4/L5"), loc).image.array > 0.5
+        if not mask.any():
+            continue
+        probs = grader.predict(grader.input_tensor([crop]))[0]
+        x = grader.input_tensor([crop])
+        cls = evidence_class(head, probs[head])
+        m = saliency_map(method, grader.network, x, head, cls, grader.temperatures[head], grader.gradcam_layer)
+        m = m * crop.inside
+        inside_share = float(m[mask].sum() / max(m.sum(), 1e-12))
+        ratios.append(inside_share / float(mask.mean()))
+        peaks.append(bool(mask.flat[int(np.argmax(m))]))
+        picked.append(most_abnormal_head(probs) == head)
+    return ratios, peaks, picked
+
+
+def speed(grader_path: Path, threads: int) -> float:
+    import torch
+
+    from SpineGradeLogic.grading.prepare import truth_location
+    from SpineGradeLogic.io.study import LoadedStudy
+    from SpineGradeLogic.phantom import generate_case
+    from SpineGradeLogic.pipeline.context import RunOptions, StudyContext
+    from SpineGradeLogic.pipeline.grading_stage import GradingStage, SaliencyStage
+    from SpineGradeLogic.results.model import StudyResult
+
+    import SimpleITK as sitk
+
+    torch.set_num_threads(threads)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    case = generate_case(300999, "lumbar", "T2")
+    times = []
+    for _ in range(3):
+        ctx = StudyContext("bench", Path(tempfile.gettempdir()) / "bench-grading",
+                           RunOptions(bundles={"spinegrade_grading": grader_path}))
+        ctx.study = LoadedStudy(case.image, case.truth.input)
+        ctx.result = StudyResult(case.truth.input)
+        ctx.artifacts["disc_locations"] = [truth_location(d) for d in case.truth.discs]
+        t0 = time.perf_counter()
+        GradingStage().run(ctx)
+        SaliencyStage().run(ctx)
+        times.append(time.perf_counter() - t0)
+    print(f"speed: {len(case.truth.discs)} levels graded + default saliency: "
+          f"{min(times[1:]):.2f} s per study (first run, with model loading: {times[0]:.2f} s), {threads} threads")
+    return min(times[1:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bundle", type=Path, required=True)
+    ap.add_argument("--n", type=int, default=10, help="cases per lesion kind")
+    ap.add_argument("--method", default="gradcam")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    import torch
+
+    from SpineGradeLogic.grading.infer import Grader
+
+    torch.set_num_threads(args.threads)
+    grader = Grader.load(args.bundle)
+    for kind in ("herniation", "modic", "slip"):
+        ratios, peaks, picked = evidence(grader, kind, args.n, args.method)
+        if not ratios:
+            print(f"{kind:<11} no usable cases")
+            continue
+        print(f"{kind:<11} n={len(ratios):>3}  mass inside / region share: median {np.median(ratios):.2f} "
+              f"(min {np.min(ratios):.2f})  peak inside: {np.mean(peaks):.0%} (target >= 80%)  "
+              f"default mode picks this head: {np.mean(picked):.0%}")
+    speed(args.bundle, args.threads)
+
+
+if __name__ == "__main__":
+    main()
