@@ -40,16 +40,6 @@ class ModelPendingStage(Stage):
         ctx.warn(f"{self.what}: no model is installed (bundle '{self.bundle}'); this stage was skipped")
 
 
-class DiscsNeedVertebraeStage(Stage):
-    """Disc levels are located between labelled vertebrae; without them there is nothing to place."""
-
-    name = "discs"
-
-    def run(self, ctx: StudyContext) -> None:
-        if not ctx.result.vertebrae:
-            ctx.warn("disc localisation: no labelled vertebrae, so no disc levels were placed")
-
-
 class WriteStage(Stage):
     name = "write"
 
@@ -57,12 +47,20 @@ class WriteStage(Stage):
         write_result_folder(ctx.result, ctx.out_dir, ctx.segmentation, ctx.heatmaps)
 
 
+def _grading_stages() -> list[Stage]:
+    """Grades and saliency (they warn like a pending stage when no grading bundle is installed)."""
+    from .grading_stage import grading_stages  # local: grading_stage imports Stage from here
+
+    return grading_stages()
+
+
 def default_stages() -> list[Stage]:
+    from .vertebra_stage import DiscStage, VertebraeStage  # imports this module: imported here
+
     return [
         LoadStage(),
-        ModelPendingStage("vertebrae", "vertebra labelling", "spinegrade_vertebrae"),
-        DiscsNeedVertebraeStage(),
-        ModelPendingStage("grades", "disc grading", "spinegrade_grading"),
-        ModelPendingStage("saliency", "saliency maps", "spinegrade_grading"),
+        VertebraeStage(),
+        DiscStage(),
+        *_grading_stages(),
         WriteStage(),
     ]

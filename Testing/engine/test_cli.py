@@ -21,7 +21,8 @@ def scan(tmp_path):
     return path
 
 
-def test_run_writes_a_valid_result_and_names_missing_models(tmp_path, scan):
+def test_run_writes_a_valid_result_and_names_missing_models(tmp_path, scan, monkeypatch):
+    monkeypatch.setenv("SPINEGRADE_MODELS", str(tmp_path / "no-models-here"))
     assert main(["-q", "run", str(scan), "--out", str(tmp_path / "out")]) == 0
     r = read_result_folder(tmp_path / "out").result
     validate_result_dict(r.to_dict())
@@ -29,6 +30,16 @@ def test_run_writes_a_valid_result_and_names_missing_models(tmp_path, scan):
     assert any("vertebra labelling: no model" in w for w in r.warnings)
     assert r.vertebrae == [] and r.discs == []  # nothing invented
     assert {"load", "vertebrae", "discs", "grades", "saliency", "total"} <= set(r.timing_s)
+
+
+def test_shipped_models_find_no_spine_in_a_pattern(tmp_path, scan):
+    """The shipped models on a volume with no spine in it: said plainly, nothing named."""
+    assert main(["-q", "run", str(scan), "--out", str(tmp_path / "out")]) == 0
+    r = read_result_folder(tmp_path / "out").result
+    validate_result_dict(r.to_dict())
+    assert r.vertebrae == [] and r.discs == []
+    assert {m.name for m in r.models} >= {"spinegrade_vertebrae"}
+    assert any("no spine" in w or "too little spine" in w for w in r.warnings), r.warnings
 
 
 def test_usage_error_is_exit_2(capsys):
