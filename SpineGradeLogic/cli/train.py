@@ -31,6 +31,8 @@ def register(sub) -> None:
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--device", default="cpu")
     v.add_argument("--workers", type=int, default=0, help="data-loading processes (0: in the training process)")
+    v.add_argument("--init", type=Path, help="start from this bundle's weights (fine-tuning)")
+    v.add_argument("--real-share", type=float, default=0.5, help="share of training samples from real scans")
     v.add_argument("--time-limit", type=float, help="stop after the epoch that passes this many seconds")
     v.add_argument("--version", default="0.1.0", help="bundle version")
     v.add_argument("--changelog", default="trained with spinegrade train vertebrae")
@@ -49,7 +51,7 @@ def train_vertebrae_command(args: argparse.Namespace) -> int:
     cfg = VertebraTrainingConfig(
         generated=list(args.generated), real=list(args.real), prepared=list(args.prepared), real_validation_share=args.real_validation_share,
         epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size, lr=args.lr,
-        patience=args.patience, seed=args.seed, device=args.device, workers=args.workers, cache=args.cache, time_limit_s=args.time_limit,
+        patience=args.patience, seed=args.seed, device=args.device, workers=args.workers, init=args.init, real_share=args.real_share, cache=args.cache, time_limit_s=args.time_limit,
     )
     checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".checkpoint.pt")
     outcome = train_vertebra_model(cfg, checkpoint)

@@ -25,6 +25,13 @@ class PreparedCase:
     semantic: np.ndarray  # int8, SEMANTIC index / IGNORE / NOT_BODY
     level: np.ndarray  # int8, LEVELS index / IGNORE
 
+    def trimmed(self) -> "PreparedCase":
+        """Only the slices training can sample (bony ones) and their stack neighbours: smaller caches."""
+        useful = useful_slices(self)
+        half = IN_SLICES // 2
+        lo, hi = max(0, useful.min() - half), min(self.image.shape[0], useful.max() + half + 1)
+        return PreparedCase(self.name, self.image[lo:hi], self.semantic[lo:hi], self.level[lo:hi])
+
     def save(self, path: Path) -> None:
         image = np.clip(np.round(self.image * IMAGE_SCALE), 0, 255).astype(np.uint8)
         np.savez_compressed(path, image=image, semantic=self.semantic.astype(np.int8), level=self.level.astype(np.int8))

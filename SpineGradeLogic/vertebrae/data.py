@@ -25,7 +25,7 @@ def prepare(image: Volume, labels: Volume, name: str, fully_labelled: bool) -> P
     else:
         semantic, level = bodies_only_targets(lab, si_axis=2)
     semantic[~inside] = IGNORE
-    return PreparedCase(name, img, semantic, level)
+    return PreparedCase(name, img, semantic, level).trimmed()
 
 
 def prepare_generated(folder: Path) -> PreparedCase:

@@ -17,7 +17,7 @@ import SimpleITK as sitk
 
 from ..io.volume import Volume
 
-from .spec import SLICE_MULTIPLE, WORK_SPACING
+from .spec import MIN_INPLANE, SLICE_MULTIPLE, WORK_SPACING
 
 
 @dataclass
@@ -42,7 +42,7 @@ def working_grid_for(volume: Volume, spacing=WORK_SPACING) -> WorkingGrid:
     lps = np.asarray(volume.origin_lps) + (corners * np.asarray(volume.spacing)) @ volume.direction_lps.T
     lo, hi = lps.min(0), lps.max(0)
     size = np.floor((hi - lo) / np.asarray(spacing)).astype(int) + 1
-    size[1:] = np.ceil(size[1:] / SLICE_MULTIPLE).astype(int) * SLICE_MULTIPLE
+    size[1:] = np.maximum(np.ceil(size[1:] / SLICE_MULTIPLE).astype(int) * SLICE_MULTIPLE, MIN_INPLANE)
     extra = (size - 1) * np.asarray(spacing) - (hi - lo)  # centre the padding
     origin = lo - np.where(np.arange(3) > 0, extra / 2, 0)
     return WorkingGrid(tuple(origin.tolist()), tuple(int(s) for s in size), tuple(spacing))

@@ -85,9 +85,10 @@ class SliceStacks(torch.utils.data.IterableDataset):
             }
 
 
-def batch_sampler(cases: Sequence[PreparedCase], batch_size: int, seed: int = 0, workers: int = 0):
+def batch_sampler(cases: Sequence[PreparedCase], batch_size: int, seed: int = 0, workers: int = 0,
+                  real_share: float = 0.5):
     """Returns a function giving an iterator of batches (workers > 0: augmentation in parallel processes)."""
-    loader = torch.utils.data.DataLoader(SliceStacks(cases, seed), batch_size=batch_size, num_workers=workers,
+    loader = torch.utils.data.DataLoader(SliceStacks(cases, seed, real_share), batch_size=batch_size, num_workers=workers,
                                          persistent_workers=workers > 0)
     return lambda: iter(loader)
 

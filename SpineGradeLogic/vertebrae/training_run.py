@@ -36,6 +36,8 @@ class VertebraTrainingConfig:
     seed: int = 0
     device: str = "cpu"
     workers: int = 0  # data-loading processes
+    init: Optional[Path] = None  # a bundle whose weights training starts from (fine-tuning)
+    real_share: float = 0.5  # share of samples drawn from real scans
     cache: Optional[Path] = None
     time_limit_s: Optional[float] = None
 
@@ -104,8 +106,14 @@ def train_vertebra_model(cfg: VertebraTrainingConfig, checkpoint: Path) -> Dict[
     val_gen = load_cases("generated", gen, gen_val, cfg.cache)
     log.info("training on %d cases (%d generated, %d real); validating on %d real, %d generated",
              len(train_cases), len(gen_train), len(real_train), len(val_real), len(val_gen))
-    network = build_network().to(cfg.device)
-    sampler = batch_sampler(train_cases, cfg.batch_size, cfg.seed, cfg.workers)
+    network = build_network()
+    if cfg.init is not None:
+        from ..models.bundle import load_bundle
+
+        network.load_state_dict(load_bundle(cfg.init).network.state_dict())
+        log.info("starting from the weights of %s", cfg.init)
+    network = network.to(cfg.device)
+    sampler = batch_sampler(train_cases, cfg.batch_size, cfg.seed, cfg.workers, cfg.real_share)
 
     def to_device(batch):
         return {k: v.to(cfg.device) for k, v in batch.items()}
