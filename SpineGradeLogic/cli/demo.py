@@ -37,12 +37,42 @@ def make_sample_study(folder: Path) -> Path:
     return folder / "image.nii.gz"
 
 
+def compare_with_truth(result, truth_path: Path) -> list[str]:
+    """How the run compares with the sample's ground truth: names, centroid error, grades."""
+    import json
+
+    import numpy as np
+
+    from ..results.model import StudyResult
+
+    truth = StudyResult.from_dict(json.loads(truth_path.read_text()))
+    found = {v.label: np.asarray(v.centroid_mm) for v in result.vertebrae}
+    true = {v.label: np.asarray(v.centroid_mm) for v in truth.vertebrae}
+    both = sorted(set(found) & set(true), key=list(true).index)
+    lines = [f"against the ground truth: {len(both)} of {len(true)} vertebrae named as in the truth"
+             + (f", mean centroid error {np.mean([np.linalg.norm(found[n] - true[n]) for n in both]):.1f} mm" if both else "")]
+    agree = total = 0
+    for disc in result.discs:
+        t = truth.disc(disc.level)
+        if t is None:
+            continue
+        for head, g in disc.grades.items():
+            if head in t.grades:
+                total += 1
+                agree += int(g.grade == t.grades[head].grade)
+    if total:
+        lines.append(f"  grades equal to the truth: {agree} of {total} ({100 * agree / total:.0f}%)")
+    return lines
+
+
 def demo_command(args: argparse.Namespace) -> int:
     out: Path = args.out
     sample_dir, result_dir = out / "sample-study", out / "result"
     image = make_sample_study(sample_dir)
+    options = run_options(args)
+    options.sequence = options.sequence or SAMPLE_CONTRAST  # the generator says what it made
     with Progress("spinegrade demo", quiet=args.quiet) as progress:
-        result = run_study(image, result_dir, run_options(args), progress=progress)
+        result = run_study(image, result_dir, options, progress=progress)
     ran = [k for k in result.timing_s if k != "total"]
     print(f"sample study (synthetic {SAMPLE_FOV} {SAMPLE_CONTRAST}, seed {SAMPLE_SEED}): {sample_dir}")
     print(f"  image: {image}\n  ground truth: {sample_dir / 'truth.json'}, {sample_dir / 'labels.nii.gz'}")
@@ -54,6 +84,8 @@ def demo_command(args: argparse.Namespace) -> int:
         for head, path in d.saliency.items():
             print(f"  saliency {d.level} {head}: {result_dir / path}")
     print(f"stages run: {', '.join(ran)}; {len(result.vertebrae)} vertebrae, {len(result.discs)} disc levels")
+    for line in compare_with_truth(result, sample_dir / "truth.json"):
+        print(line)
     for w in result.warnings:
         print(f"  note: {w}")
     print(f"to look at it: spinegrade scene {result_dir} --out {out / 'scene.mrb'} --screenshot {out / 'screenshots'}")
