@@ -43,6 +43,11 @@ INFERENCE = Path("configs") / "inference.json"
 WEIGHTS = Path("models") / "model.pt"
 MODEL_CARD = Path("docs") / "README.md"
 
+BUNDLE_LICENSE = (
+    "Apache License 2.0, as the SpineGrade project (https://www.apache.org/licenses/LICENSE-2.0).\n"
+    "The weights were trained by the SpineGrade project; see docs/README.md for the data used.\n"
+)
+
 #: module prefixes a bundle's ``network.class`` may name (no arbitrary imports from a bundle)
 ALLOWED_NETWORK_MODULES = ("monai.networks.nets", "SpineGradeLogic.")
 
@@ -259,6 +264,7 @@ def save_bundle(
     try:
         network_def = {"_target_": spec["class"] if "." in spec["class"] else f"monai.networks.nets.{spec['class']}", **spec["kwargs"]}
         init_bundle(tmp, metadata_str={}, inference_str={"network_def": network_def})
+        (tmp / "LICENSE").write_text(BUNDLE_LICENSE)  # init_bundle leaves a placeholder
         # CPU tensors only: the file then loads anywhere and hashes the same whatever device trained it
         torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, tmp / WEIGHTS)
         meta["sha256"] = sha256_file(tmp / WEIGHTS)
