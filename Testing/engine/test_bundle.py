@@ -61,6 +61,7 @@ def test_layout_is_a_monai_bundle(bundle):
     parser.read_config(bundle / "configs" / "inference.json")
     assert isinstance(parser.get_parsed_content("network_def"), UNet)
     assert (bundle / "docs" / "README.md").read_text() == "# tiny\n"
+    assert "Apache License 2.0" in (bundle / "LICENSE").read_text()  # not MONAI's placeholder
     # the weights are a plain state dict of tensors
     state = torch.load(bundle / WEIGHTS, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
@@ -133,3 +134,18 @@ def test_find_bundle_order(bundle, tmp_path, monkeypatch):
     monkeypatch.setenv(env_var_for("tiny"), str(tmp_path / "typo"))
     with pytest.raises(ModelError, match="not a bundle"):
         find_bundle("tiny")
+
+
+def test_shipped_bundles_verify_and_have_a_model_card():
+    """What ships in Resources/Models loads with its SHA-256 checked, with a card and a licence."""
+    from SpineGradeLogic.models.bundle import load_bundle
+    from SpineGradeLogic.resources import models_dir
+
+    shipped = sorted(p for p in models_dir().glob("*") if (p / "configs" / "metadata.json").is_file())
+    assert {p.name for p in shipped} >= {"spinegrade_vertebrae", "spinegrade_grading"}
+    for path in shipped:
+        model = load_bundle(path)
+        assert len(model.sha256) == 64 and model.version
+        card = (path / "docs" / "README.md").read_text()
+        assert "Not a medical device" in card and "## Training" in card
+        assert "Select a license" not in (path / "LICENSE").read_text()
