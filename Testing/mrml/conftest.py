@@ -24,17 +24,10 @@ needs_slicer = pytest.mark.skipif(
 )
 
 
-def _rotation(axis: int, degrees: float) -> np.ndarray:
-    a = np.radians(degrees)
-    c, s = np.cos(a), np.sin(a)
-    i, j = [k for k in range(3) if k != axis]
-    r = np.eye(3)
-    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
-    return r
+# the oblique sagittal test geometry shared with the engine tests (Testing/ is on sys.path)
+from fixtures_volumes import SAGITTAL_LPS  # noqa: E402
+from fixtures_volumes import rotation as _rotation  # noqa: E402
 
-
-# sagittal acquisition in LPS: i anterior->posterior, j superior->inferior, k left->right
-SAGITTAL_LPS = np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 SHAPE = (48, 72, 11)
 SPACING = (1.0, 1.0, 3.0)
 LEVELS = ["L3", "L4", "L5", "S1"]
