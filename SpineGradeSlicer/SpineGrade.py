@@ -318,7 +318,8 @@ class SpineGradeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Could not correct the label."), waitCursor=True):
             nodes = self.logic.relabel(self.nodes, self.ui.vertebraComboBox.currentText,
-                                       self.ui.newLabelComboBox.currentText)
+                                       self.ui.newLabelComboBox.currentText,
+                                       **self.logic.runOptions(self._parameterNode))
             self.showResult(nodes)
 
 
@@ -370,11 +371,27 @@ class SpineGradeLogic(ScriptedLoadableModuleLogic):
             if dialog is not None:
                 dialog.close()
 
-    def relabel(self, nodes, vertebra: str, newLabel: str):
-        """Correct one vertebra's label (its neighbours follow) and show the corrected result."""
+    def relabel(self, nodes, vertebra: str, newLabel: str, showProgress=True, **options):
+        """Correct one vertebra's label (its neighbours follow), re-grade and show the corrected result.
+
+        The engine (``spinegrade regrade`` in a background process) renames the vertebrae, places the
+        disc levels again, grades them and makes the saliency maps on the input image; ``options``
+        are :meth:`runOptions`' (heads, saliency, saliency_methods, device, models_dir)."""
         folder = Path(slicer.mrmlScene.GetSubjectHierarchyNode().GetItemAttribute(
             nodes.folder_item, "SpineGrade.ResultFolder"))
-        corrected = relabel.relabel_result(folder, vertebra, newLabel)
+        dialog = slicer.util.createProgressDialog(labelText=_("SpineGrade: re-grading"), maximum=100) if showProgress else None
+
+        def onProgress(progress):
+            if dialog is not None:
+                dialog.value = progress.percent
+                dialog.labelText = progress.what
+                slicer.app.processEvents()
+
+        try:
+            corrected = relabel.regrade_result(folder, vertebra, newLabel, on_progress=onProgress, **options)
+        finally:
+            if dialog is not None:
+                dialog.close()
         return processing.load(slicer.mrmlScene, corrected, nodes.volume, nodes.study)
 
 
