@@ -114,6 +114,8 @@ def order_along_spine(
         if len(keep) <= 3 or excess[worst] <= 1.0:
             break
         keep = np.delete(keep, ranked[worst])
+    else:  # the last pass dropped a point: t and res must describe the points that are kept
+        t, res = _principal_curve(pts[keep], iterations)
     o = np.argsort(t, kind="stable")
     ordered = keep[o]
     # superior first: the end with the larger RAS S coordinate leads

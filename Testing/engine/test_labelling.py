@@ -221,3 +221,14 @@ def test_instances_carry_ras_geometry():
     np.testing.assert_allclose(inst.centroid_mm, vol.index_to_ras([2.5, 5.5, 1.5]))
     assert inst.volume_mm3 == pytest.approx(8 * 6.0)
     np.testing.assert_allclose(np.sort([inst.bbox_mm.min, inst.bbox_mm.max], 0)[0], inst.bbox_mm.min)
+
+
+def test_ordering_survives_an_outlier_dropped_on_the_last_pass():
+    """Four clear outliers use up every pass; the curve must then describe only the kept points."""
+    from SpineGradeLogic.labelling.ordering import order_along_spine
+
+    spine = np.stack([np.zeros(12), np.zeros(12), -30.0 * np.arange(12)], axis=1)
+    far = np.array([[90.0, 0, -45], [-95.0, 0, -105], [100.0, 0, -165], [-85.0, 0, -225], [92.0, 0, -285]])
+    order = order_along_spine(np.concatenate([spine, far]))
+    assert len(order.order) == len(order.arc_mm) == len(order.residual_mm)
+    assert set(order.order.tolist()) <= set(range(17))
