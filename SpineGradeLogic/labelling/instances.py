@@ -19,6 +19,8 @@ from ..names import LABEL_TO_VERTEBRA, SPINE_ORDER, VERTEBRA_LABELS
 from ..results.model import Box
 
 MIN_BODY_MM3 = 300.0  # smaller pieces are noise (a C3 body is ~2 cm3, a lumbar one 30-50 cm3)
+MIN_SPLIT_MM = 12.0  # halves of bodies fused across a missed disc lie at least this far apart
+LATERAL_MERGE_MM = 10.0  # pieces this close in the sagittal plane are parts of one body
 _SACRUM = VERTEBRA_LABELS["S1"]
 
 
@@ -88,8 +90,13 @@ def mean_probabilities(voxels: np.ndarray, level_probs: np.ndarray) -> np.ndarra
     return p / s if s > 0 else np.full(len(p), 1.0 / len(p))
 
 
-def _split_by_level(voxels: np.ndarray, level_probs: np.ndarray, min_voxels: int, shape) -> List[np.ndarray]:
-    """Split a component that the level head sees as two or more vertebrae (a missed disc)."""
+def _split_by_level(voxels: np.ndarray, level_probs: np.ndarray, min_voxels: int, shape,
+                    spacing=(1.0, 1.0, 1.0)) -> List[np.ndarray]:
+    """Split a component that the level head sees as two or more vertebrae (a missed disc).
+
+    Bodies fused across a missed disc have halves a vertebra's height apart; pieces closer than
+    ``MIN_SPLIT_MM`` are one body on which the level head wavers, and stay one.
+    """
     arg = level_probs[(slice(None), *voxels.T)].argmax(axis=0)
     levels, counts = np.unique(arg, return_counts=True)
     big = levels[counts >= max(min_voxels, 0.15 * len(voxels))]
@@ -101,7 +108,36 @@ def _split_by_level(voxels: np.ndarray, level_probs: np.ndarray, min_voxels: int
         keep = voxels[arg == lv]
         sub[tuple(keep.T)] = True
         out.extend(_components(sub, min_voxels))
-    return out or [voxels]
+    if len(out) < 2:
+        return [voxels]
+    centres = np.array([o.mean(axis=0) * np.asarray(spacing) for o in out])
+    gaps = np.linalg.norm(centres[:, None] - centres[None], axis=-1)[np.triu_indices(len(out), 1)]
+    return out if gaps.min() >= MIN_SPLIT_MM else [voxels]
+
+
+def _merge_lateral_fragments(parts: List[np.ndarray], grid: Volume) -> List[np.ndarray]:
+    """Join pieces that are one body seen apart across sagittal slices (thick slices, a thin bridge).
+
+    Adjacent vertebrae are always a disc apart in the sagittal plane; pieces whose centroids lie
+    within ``LATERAL_MERGE_MM`` of each other there, however far apart left-right, are one body.
+    """
+    if len(parts) < 2:
+        return parts
+    centres = grid.index_to_ras(np.array([p.mean(axis=0) for p in parts]))[:, 1:]  # drop R-L: (A-P, S-I)
+    group = list(range(len(parts)))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    close = np.linalg.norm(centres[:, None] - centres[None], axis=-1) < LATERAL_MERGE_MM
+    for i, j in zip(*np.nonzero(np.triu(close, 1))):
+        group[root(j)] = root(i)
+    merged: dict = {}
+    for i, p in enumerate(parts):
+        merged.setdefault(root(i), []).append(p)
+    return [np.concatenate(v) for v in merged.values()]
 
 
 def instances_from_masks(
@@ -126,11 +162,13 @@ def instances_from_masks(
         raise ValueError(f"level_probs must be {(len(SPINE_ORDER), *body.shape)}, got {level_probs.shape}")
     min_vox = max(1, int(round(min_volume_mm3 / float(np.prod(body.spacing)))))
     out: List[SpineInstance] = []
+    pieces: List[np.ndarray] = []
     for vox in _components(np.asarray(body.array) > 0, min_vox):
-        parts = _split_by_level(vox, level_probs, min_vox, body.shape) if level_probs is not None else [vox]
-        for part in parts:
-            p = mean_probabilities(part, level_probs) if level_probs is not None else None
-            out.append(SpineInstance(part, body, "body", p))
+        pieces.extend(_split_by_level(vox, level_probs, min_vox, body.shape, body.spacing)
+                      if level_probs is not None else [vox])
+    for part in _merge_lateral_fragments(pieces, body):
+        p = mean_probabilities(part, level_probs) if level_probs is not None else None
+        out.append(SpineInstance(part, body, "body", p))
     if sacrum is not None:
         pieces = _components(np.asarray(sacrum.array) > 0, min_vox)
         if pieces:

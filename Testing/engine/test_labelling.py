@@ -232,3 +232,43 @@ def test_ordering_survives_an_outlier_dropped_on_the_last_pass():
     order = order_along_spine(np.concatenate([spine, far]))
     assert len(order.order) == len(order.arc_mm) == len(order.residual_mm)
     assert set(order.order.tolist()) <= set(range(17))
+
+
+def _grid(shape):
+    from SpineGradeLogic.io.volume import Volume
+
+    return Volume(np.zeros(shape, np.uint8), (3.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))
+
+
+def test_lateral_parts_of_one_body_are_one_instance():
+    """A body seen as two pieces across thick sagittal slices counts once; its neighbour stays apart."""
+    from SpineGradeLogic.labelling.instances import instances_from_masks
+
+    g = _grid((12, 40, 80))
+    mask = np.zeros(g.shape, bool)
+    mask[1:4, 10:30, 10:30] = True  # left part of body A
+    mask[6:9, 10:30, 11:31] = True  # right part of body A (a slice gap between)
+    mask[1:9, 10:30, 45:65] = True  # body B, a disc below
+    bodies = instances_from_masks(g.with_array(mask))
+    assert len(bodies) == 2
+    assert sorted(b.n_voxels for b in bodies) == [2 * 3 * 20 * 20, 8 * 20 * 20]
+
+
+def test_a_body_the_level_head_wavers_on_is_not_split():
+    """Two level votes inside one compact body: one instance; two bodies fused across a missed disc: two."""
+    from SpineGradeLogic.labelling.instances import instances_from_masks
+    from SpineGradeLogic.names import SPINE_ORDER
+
+    g = _grid((6, 30, 90))
+    mask = np.zeros(g.shape, bool)
+    mask[:, 5:25, 5:25] = True  # one body: the head says L3 on its left half, L4 on its right
+    probs = np.zeros((len(SPINE_ORDER), *g.shape), np.float32)
+    probs[SPINE_ORDER.index("L3"), :3] = 1
+    probs[SPINE_ORDER.index("L4"), 3:] = 1
+    assert len(instances_from_masks(g.with_array(mask), level_probs=probs)) == 1
+    fused = np.zeros(g.shape, bool)
+    fused[:, 5:25, 30:80] = True  # two bodies with no disc between: L3 above, L4 below
+    probs2 = np.zeros_like(probs)
+    probs2[SPINE_ORDER.index("L4"), :, :, 30:55] = 1
+    probs2[SPINE_ORDER.index("L3"), :, :, 55:80] = 1
+    assert len(instances_from_masks(g.with_array(fused), level_probs=probs2)) == 2
