@@ -17,7 +17,6 @@ left when the input image is gone and nothing can be graded again.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -159,20 +158,5 @@ def regrade_result(folder: Path, vertebra: str, new_label: str, out_dir: Optiona
     is done and returns the corrected result folder. Raises ``runner.EngineFailed`` with the engine's
     message (nothing is written then)."""
     proc, out = start_regrade(folder, vertebra, new_label, out_dir, python, models_dir, **options)
-    try:
-        while proc.running:
-            for p in proc.poll():
-                if on_progress:
-                    on_progress(p)
-            time.sleep(poll_s)
-    except KeyboardInterrupt:
-        proc.cancel()
-        raise
-    proc.wait()
-    for p in proc.poll():
-        if on_progress:
-            on_progress(p)
-    msg = proc.failure_message()
-    if msg:
-        raise runner.EngineFailed(msg)
+    runner.wait_for(proc, on_progress, poll_s)
     return out

@@ -221,6 +221,13 @@ def run_blocking(req: RunRequest, on_progress: Optional[Callable[[Progress], Non
                  python: Optional[str] = None, poll_s: float = 0.2) -> Path:
     """Run the engine and wait (the console and batch path). Raises EngineFailed with the engine's message."""
     proc = EngineProcess(build_command(req, python), env=engine_environment(models_dir=req.models_dir))
+    wait_for(proc, on_progress, poll_s)
+    return Path(req.out_dir)
+
+
+def wait_for(proc: "EngineProcess", on_progress: Optional[Callable[[Progress], None]] = None,
+             poll_s: float = 0.2) -> None:
+    """Block until ``proc`` ends, passing on its progress; Ctrl-C cancels it. Raises EngineFailed."""
     try:
         while proc.running:
             for p in proc.poll():
@@ -237,4 +244,3 @@ def run_blocking(req: RunRequest, on_progress: Optional[Callable[[Progress], Non
     msg = proc.failure_message()
     if msg:
         raise EngineFailed(msg)
-    return Path(req.out_dir)
