@@ -9,7 +9,10 @@ Cache files: one ``grading-<profile>-<seed>.npz`` per generated case, holding
 key            dtype / shape        what
 =============  ==================  ==========================================================
 image          uint8 [n, 24,80,64]  normalised crop x ``IMAGE_SCALE`` (6 bits: 0-1.5 in 1/42 steps)
-grades         int8 [n, 13]         ground-truth grade (class value) per head, ``HEAD_NAMES`` order
+grades         int8 [n, 13]         ground-truth grade (class value) per head, ``HEAD_NAMES`` order;
+                                   -1 where the label is a set of classes or unknown
+allowed        int16 [n, 13]        allowed classes per head as bitmasks (``grading/targets.py``);
+                                   absent in generator caches (exact grades: derived from ``grades``)
 level          str [n]              disc level
 outside        float32 [n]          share of the crop outside the field of view
 case           int64 [n]            generator seed
@@ -35,6 +38,7 @@ import torch.nn.functional as F
 from ..errors import DatasetError
 from ..names import HEAD_NAMES
 from .heads import grade_indices, mirror_permutation, n_classes
+from .targets import indices_from_masks, masks_from_indices
 
 IMAGE_SCALE = 42.0  # normalised intensity 0-1.5 stored as 0-63
 CLIP = 1.5
@@ -65,35 +69,47 @@ class CropSet:
     outside: np.ndarray
     case: np.ndarray
     contrast: np.ndarray
+    allowed: Optional[np.ndarray] = None  # int16 [N, 13] bitmasks; None: exact grades, derived from ``grades``
+
+    FIELDS = ("image", "grades", "level", "outside", "case", "contrast", "allowed")
+
+    def __post_init__(self) -> None:
+        if self.allowed is None:
+            self.allowed = masks_from_indices(grade_indices(self.grades)) if len(self.grades) else \
+                np.zeros((0, len(HEAD_NAMES)), np.int16)
+        self.allowed = np.asarray(self.allowed, np.int16)
 
     def __len__(self) -> int:
         return int(self.image.shape[0])
 
     @property
     def targets(self) -> np.ndarray:
-        """Class indices ``[N, 13]`` (Pfirrmann 1-5 -> 0-4)."""
-        return grade_indices(self.grades)
+        """Class indices ``[N, 13]`` (Pfirrmann 1-5 -> 0-4); -1 where the label is not one class."""
+        return indices_from_masks(self.allowed)
 
     def images(self, idx=slice(None)) -> np.ndarray:
         return self.image[idx].astype(np.float32) / IMAGE_SCALE
 
     def subset(self, mask) -> "CropSet":
-        return CropSet(*(getattr(self, f)[mask] for f in ("image", "grades", "level", "outside", "case", "contrast")))
+        return CropSet(*(getattr(self, f)[mask] for f in self.FIELDS))
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, **extra) -> None:
+        """Write the npz atomically; ``extra`` scalars (a dataset study's id, patient, subset) go with it."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(tmp, image=self.image.astype(np.uint8), grades=self.grades.astype(np.int8),
                             level=self.level.astype(str), outside=self.outside.astype(np.float32),
-                            case=self.case.astype(np.int64), contrast=self.contrast.astype(str))
+                            case=self.case.astype(np.int64), contrast=self.contrast.astype(str),
+                            allowed=self.allowed.astype(np.int16), **{k: np.asarray(str(v)) for k, v in extra.items()})
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> "CropSet":
         try:
             d = np.load(path)
-            return cls(d["image"], d["grades"].astype(np.int64), d["level"], d["outside"], d["case"], d["contrast"])
+            allowed = d["allowed"] if "allowed" in d.files else None
+            return cls(d["image"], d["grades"].astype(np.int64), d["level"], d["outside"], d["case"], d["contrast"], allowed)
         except Exception as e:  # a truncated or foreign file: name it
             raise DatasetError(f"{path}: not a grading crop cache ({e})") from e
 
@@ -101,13 +117,12 @@ class CropSet:
     def concat(cls, sets: Sequence["CropSet"]) -> "CropSet":
         if not sets:
             return cls.empty()
-        return cls(*(np.concatenate([getattr(s, f) for s in sets]) for f in
-                     ("image", "grades", "level", "outside", "case", "contrast")))
+        return cls(*(np.concatenate([getattr(s, f) for s in sets]) for f in cls.FIELDS))
 
     @classmethod
     def empty(cls) -> "CropSet":
         return cls(np.zeros((0, 24, 80, 64), np.uint8), np.zeros((0, len(HEAD_NAMES)), np.int64), np.zeros(0, str),
-                   np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, str))
+                   np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, str), np.zeros((0, len(HEAD_NAMES)), np.int16))
 
 
 def cache_name(profile: str, seed: int) -> str:
@@ -160,17 +175,17 @@ class Augment:
     edge_zero_prob: float = 0.1
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
-        """``x`` [B, 1, L, P, S] float (0-1.5), ``y`` [B, 13] class indices -> augmented copies."""
+        """``x`` [B, 1, L, P, S] float (0-1.5), ``y`` [B, 13] (or [B, k, 13]) per-head labels -> augmented copies."""
         B, dev = x.shape[0], x.device
 
         def U(*shape):
             return torch.rand(*shape, generator=gen, device=gen.device).to(dev)
 
         perm = torch.as_tensor(mirror_permutation(), device=dev)
-        if self.mirror:
+        if self.mirror:  # y: [B, 13] or [B, k, 13] (targets and allowed-class masks together)
             flip = U(B) < 0.5
             x = torch.where(flip[:, None, None, None, None], x.flip(2), x)
-            y = torch.where(flip[:, None], y[:, perm], y)
+            y = torch.where(flip.view(-1, *([1] * (y.dim() - 1))), y[..., perm], y)
         # rigid + scale, in mm: grid coords (S, P, L) normalised by the half extents
         half = torch.tensor([(n - 1) / 2 * s for n, s in zip(x.shape[2:], CROP_SPACING)], device=dev)  # L, P, S
         half_xyz = half.flip(0)  # grid_sample's x, y, z = S, P, L
@@ -207,12 +222,20 @@ class Augment:
 
 
 def sampling_weights(targets: np.ndarray, power: float = 0.5) -> np.ndarray:
-    """Per-crop sampling weight: the rarest of its classes (over heads) ^ -power, normalised."""
+    """Per-crop sampling weight: the rarest of its exact classes (over heads) ^ -power, normalised.
+
+    Heads without an exact label on a crop (-1: a set of classes or unknown) do not weigh it."""
     w = np.ones(len(targets))
     for j, h in enumerate(HEAD_NAMES):
-        counts = np.bincount(targets[:, j], minlength=n_classes(h)).astype(float)
+        t = targets[:, j]
+        exact = t >= 0
+        if not exact.any():
+            continue
+        counts = np.bincount(t[exact], minlength=n_classes(h)).astype(float)
         freq = counts / max(counts.sum(), 1)
-        w = np.maximum(w, (freq[targets[:, j]] * n_classes(h)).clip(1e-6) ** -power)
+        rarity = np.ones(len(t))
+        rarity[exact] = (freq[t[exact]] * n_classes(h)).clip(1e-6) ** -power
+        w = np.maximum(w, rarity)
     return w / w.sum()
 
 
@@ -224,6 +247,7 @@ class BatchSource:
         self.device = torch.device(device)
         self.x = torch.as_tensor(crops.image).to(self.device)  # uint8, ~120 kB per crop
         self.y = torch.as_tensor(crops.targets, dtype=torch.long).to(self.device)
+        self.allowed = torch.as_tensor(crops.allowed.astype(np.int64)).to(self.device)
         self.batch_size = batch_size
         self.w = torch.as_tensor(sampling_weights(crops.targets, balance) if balance > 0 else
                                  np.full(len(crops), 1 / len(crops)))
@@ -235,8 +259,8 @@ class BatchSource:
         while True:
             idx = torch.multinomial(self.w, self.batch_size, replacement=True, generator=self.gen).to(self.device)
             x = self.x[idx].float()[:, None] / IMAGE_SCALE
-            x, y = self.augment(x, self.y[idx], self.aug_gen)
-            yield {"image": x, "target": y}
+            x, ya = self.augment(x, torch.stack([self.y[idx], self.allowed[idx]], 1), self.aug_gen)
+            yield {"image": x, "target": ya[:, 0], "allowed": ya[:, 1]}
 
 
 def iterate_images(crops: CropSet, batch_size: int, device) -> Iterator[torch.Tensor]:

@@ -97,7 +97,7 @@ def rsna_weighted_log_loss(probs: Mapping[str, np.ndarray], truth: Mapping[str, 
 
     Args:
         probs: head -> ``[N, 4]`` probabilities of grades 0-3 (one row per level).
-        truth: head -> ``[N]`` true grades 0-3.
+        truth: head -> ``[N]`` true grades 0-3 (-1: not graded, the row is left out).
         study: ``[N]`` study identifier of each row (the any-severe term is per study).
 
     Per condition (foraminal and subarticular pool their left and right rows), sample-weighted log
@@ -111,15 +111,19 @@ def rsna_weighted_log_loss(probs: Mapping[str, np.ndarray], truth: Mapping[str, 
     for cond, heads in RSNA_CONDITIONS.items():
         if not all(h in probs for h in heads):
             continue
-        p = np.concatenate([to_rsna(probs[h]) for h in heads])
-        y = np.concatenate([rsna_severity(truth[h]) for h in heads])
+        rows = [np.asarray(truth[h]) >= 0 for h in heads]
+        if not any(r.any() for r in rows):
+            continue
+        p = np.concatenate([to_rsna(np.asarray(probs[h])[r]) for h, r in zip(heads, rows)])
+        y = np.concatenate([rsna_severity(np.asarray(truth[h])[r]) for h, r in zip(heads, rows)])
         out[cond] = _weighted_log_loss(p, y, RSNA_WEIGHTS[y])
         losses.append(out[cond])
         weights.append(1.0)
-    if "central_canal_stenosis" in probs:
-        study = np.asarray(study)
-        p_sev = to_rsna(probs["central_canal_stenosis"])[:, 2]
-        y_sev = rsna_severity(truth["central_canal_stenosis"])
+    canal = np.asarray(truth.get("central_canal_stenosis", [])) >= 0
+    if "central_canal_stenosis" in probs and canal.any():
+        study = np.asarray(study)[canal]
+        p_sev = to_rsna(np.asarray(probs["central_canal_stenosis"])[canal])[:, 2]
+        y_sev = rsna_severity(np.asarray(truth["central_canal_stenosis"])[canal])
         ids = list(dict.fromkeys(study.tolist()))
         lab = np.array([int((y_sev[study == s] == 2).any()) for s in ids])
         pred = np.array([p_sev[study == s].max() for s in ids])
