@@ -22,7 +22,7 @@ from .. import __version__
 from ..errors import SpineGradeError
 
 # Each command lives in its own module with register(subparsers); the handler is set as `func`.
-COMMAND_MODULES = ["run", "batch", "info", "demo", "regrade", "train", "evaluate", "phantom", "scene"]
+COMMAND_MODULES = ["run", "batch", "info", "demo", "regrade", "train", "finetune", "evaluate", "phantom", "scene"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT, EXIT_BATCH_FAILURES, EXIT_MODEL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 

@@ -15,6 +15,13 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train a model and write its MONAI bundle")
     models = p.add_subparsers(dest="model", metavar="MODEL", required=True)
     v = models.add_parser("vertebrae", help="the vertebra segmentation and level model")
+    add_vertebra_arguments(v)
+    from ..grading.cli import register_grading  # no heavy imports: handlers import what they need
+
+    register_grading(models)
+
+
+def add_vertebra_arguments(v: argparse.ArgumentParser, finetune: bool = False) -> None:
     v.add_argument("--generated", nargs="*", type=Path, default=[], help="folders of generated cases (spinegrade phantom)")
     v.add_argument("--real", nargs="*", type=Path, default=[], help="folders of real cases with vertebrae.nii.gz")
     v.add_argument("--prepared", nargs="*", type=Path, default=[],
@@ -31,18 +38,20 @@ def register(sub) -> None:
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--device", default="cpu")
     v.add_argument("--workers", type=int, default=0, help="data-loading processes (0: in the training process)")
-    v.add_argument("--init", type=Path, help="start from this bundle's weights (fine-tuning)")
+    v.add_argument("--init", type=Path, help="start from this bundle's weights"
+                   + (" (default: the installed spinegrade_vertebrae)" if finetune else " (fine-tuning)"))
     v.add_argument("--real-share", type=float, default=0.5, help="share of training samples from real scans")
     v.add_argument("--time-limit", type=float, help="stop after the epoch that passes this many seconds")
     v.add_argument("--version", default="0.1.0", help="bundle version")
-    v.add_argument("--changelog", default="trained with spinegrade train vertebrae")
-    v.set_defaults(func=train_vertebrae_command)
-    from ..grading.cli import register_grading  # no heavy imports: handlers import what they need
-
-    register_grading(models)
+    v.add_argument("--changelog", default=f"{'fine-tuned with spinegrade finetune' if finetune else 'trained with spinegrade train'} vertebrae")
+    v.set_defaults(func=train_vertebrae_command, finetune=finetune)
 
 
 def train_vertebrae_command(args: argparse.Namespace) -> int:
+    if getattr(args, "finetune", False):
+        from .finetune import default_vertebra_init
+
+        default_vertebra_init(args)
     from ..models.bundle import save_bundle
     from ..vertebrae.bundle_card import vertebra_metadata, vertebra_model_card
     from ..vertebrae.network import NETWORK_KWARGS

@@ -18,7 +18,7 @@ def grading_metadata(version: str, changelog: str, temperatures: Dict[str, float
         "changelog": {version: changelog},
         "task": "Per disc level grading of degenerative changes (13 heads) with calibrated class probabilities",
         "description": "Multi-task 3-D residual CNN (MONAI Convolution / ResidualUnit blocks) on a disc-centred crop",
-        "intended_use": "Research use only; not a medical device. Trained on synthetic spine MRI only.",
+        "intended_use": "Research use only; not a medical device. " + training_data_line(record),
         "network_data_format": {
             "inputs": {"image": {"type": "image", "format": "magnitude", "modality": "MR", "num_channels": 1,
                                  "spatial_shape": list(CROP_SHAPE), "dtype": "float32", "value_range": [0, 1.5],
@@ -40,6 +40,47 @@ def grading_metadata(version: str, changelog: str, temperatures: Dict[str, float
     }
 
 
+def training_data_line(record: Dict[str, Any]) -> str:
+    """One sentence on what the weights have seen (metadata's intended_use; the card's first section)."""
+    ds = record.get("dataset")
+    init = record.get("init")
+    if ds is None and init is None:
+        return "Trained on synthetic spine MRI only."
+    parts = []
+    if init:
+        parts.append(f"Started from {init.get('name', 'a bundle')} {init.get('version', '')}".rstrip())
+    if ds:
+        parts.append(f"trained on {ds.get('studies', '?')} studies of the {ds.get('kind', '?')} dataset at {ds.get('path', '?')}"
+                     + (f" plus {ds['generated_training_crops']} generated crops" if ds.get("generated_training_crops") else ""))
+    else:
+        parts.append("trained further on generated (synthetic) crops only")
+    return "; ".join(parts) + "."
+
+
+def _dataset_section(record: Dict[str, Any]) -> str:
+    ds, init = record.get("dataset"), record.get("init")
+    if ds is None and init is None:
+        return ""
+    lines = ["## Fine-tuning", training_data_line(record), ""]
+    if init:
+        lines.append(f"- starting weights: {init.get('name')} {init.get('version')} (SHA-256 {str(init.get('sha256', '?'))[:16]}...)")
+    if ds:
+        split = ds.get("split", {})
+        lines += [f"- dataset: {ds.get('kind')} at `{ds.get('path')}`, {ds.get('studies')} studies; heads it grades: "
+                  f"{', '.join(ds.get('heads', [])) or 'none'}",
+                  f"- levels placed by: {ds.get('levels_placed_by')} (locate mode `{ds.get('locate')}`)",
+                  f"- {ds.get('training_crops')} training and {ds.get('held_out_crops')} held-out crops; held-out patients "
+                  f"({split.get('source', '?')}): {', '.join(map(str, split.get('held_out_patients', [])))}"]
+        kept = record.get("temperatures_kept_from_init") or []
+        if kept:
+            lines.append(f"- heads without held-out labels keep the starting bundle's temperatures: {', '.join(kept)}")
+        lines += ["", "Heads the dataset does not grade were not trained on it: they change only through the shared "
+                      "layers, and their calibration is the starting bundle's. The figures below are on the dataset's "
+                      "held-out patients (exact labels only; partial labels such as Normal/Mild count in the set "
+                      "likelihood and the RSNA score)."]
+    return "\n".join(lines) + "\n\n"
+
+
 def _table(metrics: Dict[str, Dict[str, float]]) -> str:
     rows = ["| head | balanced accuracy | QWK | ECE | n |", "|---|---|---|---|---|"]
     for h, m in metrics.items():
@@ -47,10 +88,33 @@ def _table(metrics: Dict[str, Dict[str, float]]) -> str:
     return "\n".join(rows)
 
 
+SYNTHETIC_ONLY = """## Trained on synthetic data only
+Every training crop comes from SpineGrade's synthetic spine MRI generator (domain-randomised contrast
+on half the cases, T1/T2/STIR on the rest), with pathology prevalences raised above the generator's
+defaults. The grades are the generator's own measurements cut at fixed thresholds (docs/phantom.md).
+What this means for real use: the network has never seen a real scan; it knows only the generator's
+anatomy, its lesion shapes and its artefacts. Its probabilities are calibrated on generated cases,
+not on any real population; real-world accuracy and calibration are unknown until it is measured on
+real, expert-graded scans (`spinegrade evaluate grading` or fine-tuning on SPIDER / RSNA 2024).
+"""
+
+FINE_TUNED = """## The starting model
+The starting bundle was trained on SpineGrade's synthetic spine MRI generator only (its own model card
+says how). Whatever these weights know of real anatomy and real readers comes from the dataset above;
+their accuracy on other scanners, populations and readers is unknown until measured there.
+"""
+
+
 def grading_model_card(record: Dict[str, Any]) -> str:
     held = record.get("held_out", {}).get("calibrated", {})
     heads = held.get("heads", {})
     rsna = held.get("rsna", {})
+    tuned = bool(record.get("dataset") or record.get("init"))
+    ds = record.get("dataset")
+    training = record.get("training", {})
+    what = "dataset and generated" if ds and ds.get("generated_training_crops") else "dataset" if ds else "generated"
+    held_what = ("crops of held-out patients of the dataset" if ds
+                 else "crops (generator defaults, seeds never trained on)")
     return f"""# {BUNDLE_NAME}
 
 Grades every disc level for Pfirrmann 1-5, narrowing 0-3, bulging, herniation, spondylolisthesis,
@@ -59,26 +123,18 @@ upper and lower endplate defects, Modic 0-3, central canal, foraminal and latera
 
 **Not a medical device. Research use only.**
 
-## Trained on synthetic data only
-Every training crop comes from SpineGrade's synthetic spine MRI generator (domain-randomised contrast
-on half the cases, T1/T2/STIR on the rest), with pathology prevalences raised above the generator's
-defaults. The grades are the generator's own measurements cut at fixed thresholds (docs/phantom.md).
-What this means for real use: the network has never seen a real scan; it knows only the generator's
-anatomy, its lesion shapes and its artefacts. Its probabilities are calibrated on generated cases,
-not on any real population; real-world accuracy and calibration are unknown until it is measured on
-real, expert-graded scans (`spinegrade evaluate grading` or fine-tuning on SPIDER / RSNA 2024).
-
+{_dataset_section(record)}{FINE_TUNED if tuned else SYNTHETIC_ONLY}
 ## Training
-- {record.get('training', {}).get('crops', '?')} crops from {record.get('training', {}).get('cases', '?')} generated cases;
+- {training.get('crops', '?')} {what} crops from {training.get('cases', '?')} cases (patients);
   best epoch {record.get('best_epoch')} of {record.get('epochs_run')}.
-- Held out: {record.get('held_out', {}).get('crops', '?')} crops (generator defaults, seeds never trained on),
+- Held out: {record.get('held_out', {}).get('crops', '?')} {held_what},
   used for early stopping and to fit one temperature per head.
 
 ```
 {record.get('command', '')}
 ```
 
-## Held-out generated crops, calibrated
+## Held-out {'dataset' if ds else 'generated'} crops, calibrated
 {_table(heads) if heads else '(not measured)'}
 
 RSNA 2024 weighted log loss (central canal, foraminal, subarticular = lateral recess, any severe): {rsna.get('score', float('nan')):.3f}

@@ -1,7 +1,11 @@
-"""``spinegrade train grading``: prepare generated crops (cached), train, calibrate, write the bundle.
+"""``spinegrade train grading`` and ``spinegrade finetune grading``.
 
-Hooked into ``spinegrade train`` by ``cli/train.py`` calling :func:`register_grading` with the
-``train`` command's model subparsers.
+Training data: crops prepared from generated cases (``--generated-seeds``, cached as npz), and/or
+crops from a labelled dataset (``--dataset``: SPIDER, RSNA 2024 lumbar or the folder format,
+placed and cut by ``grading/dataset_crops.py``). ``finetune`` is ``train`` starting from a bundle
+(the installed ``spinegrade_grading`` unless ``--init`` names another), with gentler defaults.
+
+Hooked into ``spinegrade train`` / ``spinegrade finetune`` by ``cli/train.py`` and ``cli/finetune.py``.
 """
 
 from __future__ import annotations
@@ -15,32 +19,97 @@ from pathlib import Path
 
 log = logging.getLogger("spinegrade")
 
+TRAIN_DEFAULTS = dict(epochs=40, steps=200, lr=2e-3, patience=10)
+FINETUNE_DEFAULTS = dict(epochs=20, steps=100, lr=3e-4, patience=5)
 
-def register_grading(models) -> None:
-    g = models.add_parser("grading", help="the disc grading model (13 heads, calibrated probabilities)",
-                          description="Prepare crops from generated cases (cached as npz), train the grading network, "
-                                      "fit one temperature per head on held-out crops and write the bundle.")
-    g.add_argument("--generated-seeds", metavar="A:B", help="generator seeds for training crops (profile 'train'), B excluded")
-    g.add_argument("--calibration-seeds", metavar="C:D",
-                   help="seeds for held-out crops (generator defaults) used for early stopping and temperatures; "
-                        "default: 15%% of the training cases")
-    g.add_argument("--prepared", nargs="*", type=Path, default=[], help="folders of prepared crops (grading-*.npz)")
-    g.add_argument("--cache", type=Path, help="folder where crops are prepared (and reused by later runs)")
-    g.add_argument("--prepare-only", action="store_true", help="prepare the crops, then stop (no torch training)")
-    g.add_argument("--workers", type=int, default=0, help="processes preparing crops (default: every CPU)")
-    g.add_argument("--out", type=Path, help="bundle folder to write (required unless --prepare-only)")
-    g.add_argument("--checkpoint", type=Path, help="checkpoint file (default OUT.checkpoint.pt); resumed from")
-    g.add_argument("--epochs", type=int, default=40)
-    g.add_argument("--steps", type=int, default=200, help="steps per epoch")
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--lr", type=float, default=2e-3)
-    g.add_argument("--patience", type=int, default=10)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="cpu")
-    g.add_argument("--time-limit", type=float, help="stop after the epoch that passes this many seconds")
-    g.add_argument("--version", default="0.1.0", help="bundle version")
-    g.add_argument("--changelog", default="trained with spinegrade train grading")
-    g.set_defaults(func=train_grading_command)
+
+def _add_arguments(g: argparse.ArgumentParser, finetune: bool) -> None:
+    d = FINETUNE_DEFAULTS if finetune else TRAIN_DEFAULTS
+    data = g.add_argument_group("data")
+    data.add_argument("--dataset", type=Path, help="a labelled dataset folder: SPIDER, RSNA 2024 lumbar or the folder format "
+                                                    "(docs/datasets.md)")
+    data.add_argument("--dataset-kind", choices=["spider", "rsna", "folder"], help="the dataset's kind (default: detected)")
+    data.add_argument("--spider-series", choices=["main", "all"], default="main",
+                      help="SPIDER: one series per patient (T2 first) or every series")
+    data.add_argument("--locate", choices=["auto", "pipeline", "dataset"], default="auto",
+                      help="how dataset levels are placed: the vertebra model as at inference, the dataset's own anchors, "
+                           "or the model where it finds the level and the anchors elsewhere (default)")
+    data.add_argument("--vertebra-bundle", type=Path, help="vertebra model used to place dataset levels (default: installed)")
+    data.add_argument("--validation-share", type=float, default=0.2,
+                      help="share of a dataset's patients held out (unless the dataset has its own validation subset)")
+    data.add_argument("--max-outside", type=float, default=0.3,
+                      help="skip dataset crops more than this share outside the image (the grading stage's limit)")
+    data.add_argument("--generated-seeds", metavar="A:B", help="generator seeds for training crops (profile 'train'), B excluded")
+    data.add_argument("--calibration-seeds", metavar="C:D",
+                      help="seeds for held-out crops (generator defaults) used for early stopping and temperatures; "
+                           "default: 15%% of the training cases")
+    data.add_argument("--prepared", nargs="*", type=Path, default=[], help="folders of prepared crops (grading-*.npz)")
+    data.add_argument("--cache", type=Path, help="folder where crops are prepared (and reused by later runs)")
+    data.add_argument("--prepare-only", action="store_true", help="prepare the crops, then stop (no torch training)")
+    data.add_argument("--workers", type=int, default=0, help="processes preparing generated crops (default: every CPU)")
+    t = g.add_argument_group("training")
+    t.add_argument("--out", type=Path, help="bundle folder to write (required unless --prepare-only)")
+    t.add_argument("--init", type=Path, help="start from this bundle's weights"
+                   + (" (default: the installed spinegrade_grading)" if finetune else " (fine-tuning)"))
+    t.add_argument("--checkpoint", type=Path, help="checkpoint file (default OUT.checkpoint.pt); resumed from")
+    t.add_argument("--epochs", type=int, default=d["epochs"])
+    t.add_argument("--steps", type=int, default=d["steps"], help="steps per epoch")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=d["lr"])
+    t.add_argument("--patience", type=int, default=d["patience"], help="stop after this many epochs without improvement")
+    t.add_argument("--monitor", choices=["balanced_accuracy", "nll"],
+                   help="what early stopping watches on the held-out crops (default: nll with --dataset, whose "
+                        "partial labels bias exact-label accuracy; balanced_accuracy otherwise)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--time-limit", type=float, help="stop after the epoch that passes this many seconds")
+    t.add_argument("--version", default="0.2.0" if finetune else "0.1.0", help="bundle version")
+    t.add_argument("--changelog", default=("fine-tuned" if finetune else "trained") + " with spinegrade "
+                   + ("finetune" if finetune else "train") + " grading")
+    g.set_defaults(func=train_grading_command, finetune=finetune)
+
+
+def register_grading(models, finetune: bool = False) -> None:
+    if finetune:
+        g = models.add_parser("grading", help="fine-tune the disc grading model on a labelled dataset",
+                              description="Start from a grading bundle (the installed one by default), train on a "
+                                          "SPIDER, RSNA 2024 or folder-format dataset (and, optionally, generated "
+                                          "crops), refit the temperatures on held-out patients and write a new bundle.")
+    else:
+        g = models.add_parser("grading", help="the disc grading model (13 heads, calibrated probabilities)",
+                              description="Prepare crops from generated cases and/or a labelled dataset (cached as npz), "
+                                          "train the grading network, fit one temperature per head on held-out crops "
+                                          "and write the bundle.")
+    _add_arguments(g, finetune)
+
+
+def _dataset_sets(args, cfg):
+    """(train, held, record) of the dataset's crops, prepared into the cache."""
+    from ..datasets import detect_kind, open_dataset
+    from ..errors import DatasetError
+    from .dataset_crops import prepare_dataset, split_studies
+
+    root = args.dataset.parent if args.dataset.is_file() else args.dataset
+    kind = args.dataset_kind or detect_kind(root)
+    ds = open_dataset(root, kind, **({"series": args.spider_series} if kind == "spider" else {}))
+    for w in ds.warnings:
+        log.warning("%s", w)
+    if args.cache is not None:
+        cache = args.cache
+    elif args.out is not None:
+        cache = args.out.with_name(args.out.name + ".crops")  # beside the bundle, reused by a rerun
+    else:
+        raise DatasetError("--dataset needs --cache or --out (crops are prepared beside the bundle)")
+    studies = prepare_dataset(ds, cache, args.locate, args.vertebra_bundle, args.device, args.max_outside)
+    train, held, split = split_studies(studies, args.validation_share, args.seed)
+    placed = {}
+    for s in studies:
+        for how in s.placed.values():
+            placed[how] = placed.get(how, 0) + 1
+    record = {"path": str(args.dataset), "kind": ds.kind, "studies": len(studies), "heads": ds.heads(),
+              "levels_placed_by": placed, "locate": args.locate, "split": split,
+              "training_crops": len(train), "held_out_crops": len(held)}
+    return train, held, record
 
 
 def train_grading_command(args: argparse.Namespace) -> int:
@@ -56,30 +125,55 @@ def train_grading_command(args: argparse.Namespace) -> int:
         prepare_seeds(parse_seeds(args.generated_seeds), "train", args.cache, workers)
         prepare_seeds(parse_seeds(args.calibration_seeds), "calibration", args.cache, workers)
         folders.append(args.cache)
-    elif args.cache is not None:
+    elif args.cache is not None and args.dataset is None:
         folders.append(args.cache)
-    if args.prepare_only:
-        return 0
-    if args.out is None:
+    if args.dataset is None and not folders:
+        raise DatasetError("nothing to train on: give --dataset, --generated-seeds or --prepared")
+    if args.out is None and not args.prepare_only:
         raise DatasetError("--out BUNDLE is required to train")
-    from ..models.bundle import save_bundle
-    from .bundle_card import grading_metadata, grading_model_card
-    from .network import NETWORK_KWARGS
-    from .training_run import GradingTrainingConfig, train_grading_model, training_record, write_record
+    init = args.init
+    if args.finetune and init is None:
+        from ..models.bundle import find_bundle
+        from .bundle_card import BUNDLE_NAME
+
+        init = find_bundle(BUNDLE_NAME)
+        if init is None:
+            raise DatasetError("finetune starts from a grading bundle: none is installed; name one with --init")
+    from .training_run import GradingTrainingConfig
 
     cfg = GradingTrainingConfig(prepared=folders, epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size,
                                 lr=args.lr, patience=args.patience, seed=args.seed, device=args.device,
-                                time_limit_s=args.time_limit)
+                                time_limit_s=args.time_limit, init=init,
+                                monitor=args.monitor or ("nll" if args.dataset is not None else "balanced_accuracy"))
+    train = held = dataset_record = None
+    if args.dataset is not None:
+        train, held, dataset_record = _dataset_sets(args, cfg)
+    if args.prepare_only:
+        return 0
+    from ..models.bundle import save_bundle
+    from .bundle_card import grading_metadata, grading_model_card
+    from .data import CropSet
+    from .network import NETWORK_KWARGS
+    from .training_run import split_sets, train_grading_model, training_record, write_record
+
+    if train is not None and folders:  # generated crops join the dataset's training side (heads it does not grade)
+        gen_train, _ = split_sets(cfg)
+        train = CropSet.concat([train, gen_train])
+        dataset_record["generated_training_crops"] = len(gen_train)
     checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".checkpoint.pt")
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    outcome = train_grading_model(cfg, checkpoint)
-    command = "spinegrade " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "spinegrade train grading"
-    record = json.loads(json.dumps(training_record(cfg, outcome, command), default=float))
+    outcome = train_grading_model(cfg, checkpoint, train, held)
+    command = "spinegrade " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else \
+        f"spinegrade {'finetune' if args.finetune else 'train'} grading"
+    record = training_record(cfg, outcome, command)
+    if dataset_record is not None:
+        record["dataset"] = dataset_record
+    record = json.loads(json.dumps(record, default=float))
     write_record(checkpoint.with_suffix(".record.json"), record)
     save_bundle(args.out, outcome["network"], NETWORK_KWARGS,
                 grading_metadata(args.version, args.changelog, outcome["temperatures"], record), grading_model_card(record),
                 network_class_name="SpineGradeLogic.grading.network.GradingNet")
-    held = outcome["held_out"]["calibrated"]
-    log.info("bundle written: %s (best epoch %d; held-out mean balanced accuracy %.3f, max ECE %.3f)", args.out,
-             outcome["fit"].best_epoch, held["mean_balanced_accuracy"], held["max_ece"])
+    held_m = outcome["held_out"]["calibrated"]
+    log.info("bundle written: %s (best epoch %d; held-out mean balanced accuracy %.3f, set NLL %.3f, max ECE %.3f)",
+             args.out, outcome["fit"].best_epoch, held_m["mean_balanced_accuracy"], held_m["mean_set_nll"], held_m["max_ece"])
     return 0

@@ -21,9 +21,10 @@ from ..names import HEAD_NAMES
 from ..training import fit
 from .calibration import fit_temperatures
 from .data import Augment, BatchSource, CropSet, iterate_images, load_prepared
-from .heads import probabilities
+from .heads import head_log_probabilities, n_classes, probabilities, split_outputs
 from .loss import loss_on_batch
-from .metrics import head_metrics, rsna_weighted_log_loss
+from .metrics import RSNA_CONDITIONS, head_metrics, rsna_weighted_log_loss
+from .targets import bits, known, rsna_truth, set_nll
 from .network import NETWORK_KWARGS, build_network
 
 log = logging.getLogger("spinegrade")
@@ -41,6 +42,8 @@ class GradingTrainingConfig:
     seed: int = 0
     device: str = "cpu"
     time_limit_s: Optional[float] = None
+    init: Optional[Path] = None  # start from this bundle's weights (fine-tuning)
+    monitor: str = "balanced_accuracy"  # or "nll": held-out set likelihood (right for partial labels)
 
 
 def split_sets(cfg: GradingTrainingConfig):
@@ -67,34 +70,89 @@ def raw_outputs(network: torch.nn.Module, crops: CropSet, device, batch_size: in
     return torch.cat(outs) if outs else torch.zeros((0, 0))
 
 
+def set_nll_per_head(raw: torch.Tensor, crops: CropSet, temperatures: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+    """Mean held-out set likelihood loss per labelled head (partial labels count as the sets they are)."""
+    parts = split_outputs(raw.float())
+    allowed = torch.as_tensor(crops.allowed.astype(np.int64))
+    out = {}
+    for j, h in enumerate(HEAD_NAMES):
+        ok = bits(allowed[:, j], h)
+        rows = ~ok.all(1)
+        if rows.any():
+            logp = head_log_probabilities(h, parts[h][rows], (temperatures or {}).get(h, 1.0))
+            out[h] = float(set_nll(logp, ok[rows]).mean())
+    return out
+
+
 def evaluate_outputs(raw: torch.Tensor, crops: CropSet, temperatures: Optional[Dict[str, float]] = None) -> Dict[str, object]:
+    """Per head metrics on exact labels, the RSNA 2024 score (Normal/Mild sets count as severity 0)
+    and the set likelihood of every labelled head."""
     probs = probabilities(raw, temperatures)
     t = crops.targets
-    per_head = head_metrics(probs, t)
-    rsna = rsna_weighted_log_loss(probs, {h: t[:, HEAD_NAMES.index(h)] for h in HEAD_NAMES}, crops.case)
-    return {"heads": per_head, "rsna": rsna,
-            "mean_balanced_accuracy": float(np.nanmean([m["balanced_accuracy"] for m in per_head.values()])),
-            "max_ece": float(np.nanmax([m["ece"] for m in per_head.values()]))}
+    per_head = {h: m for h, m in head_metrics(probs, t).items() if m["n"] > 0}
+    truth = {h: t[:, HEAD_NAMES.index(h)] for h in HEAD_NAMES}
+    truth.update({h: rsna_truth(crops.allowed, h) for hs in RSNA_CONDITIONS.values() for h in hs})
+    rsna = rsna_weighted_log_loss(probs, truth, crops.case)
+    nlls = set_nll_per_head(raw, crops, temperatures)
+    bacc = [m["balanced_accuracy"] for m in per_head.values()]
+    ece = [m["ece"] for m in per_head.values()]
+    return {"heads": per_head, "rsna": rsna, "set_nll": nlls,
+            "mean_set_nll": float(np.mean(list(nlls.values()))) if nlls else float("nan"),
+            "mean_balanced_accuracy": float(np.nanmean(bacc)) if bacc else float("nan"),
+            "max_ece": float(np.nanmax(ece)) if ece else float("nan")}
 
 
-def train_grading_model(cfg: GradingTrainingConfig, checkpoint: Path) -> Dict[str, object]:
+MONITORS = ("balanced_accuracy", "nll")
+
+
+def initial_network(cfg: GradingTrainingConfig):
+    """A fresh network, or the ``cfg.init`` bundle's (its SHA-256 checked) and that bundle's temperatures."""
+    if cfg.init is None:
+        return build_network(), {}, None
+    from .infer import Grader
+
+    grader = Grader.load(cfg.init, "cpu")
+    info = grader.model.model_info
+    network = build_network()
+    try:
+        network.load_state_dict(grader.network.state_dict())
+    except RuntimeError as e:  # another architecture: fine-tuning needs the same network
+        raise DatasetError(f"{cfg.init}: its network does not match SpineGrade's grading network ({e})") from e
+    return network, dict(grader.temperatures), {"path": str(cfg.init), "name": info.name, "version": info.version,
+                                               "sha256": info.sha256}
+
+
+def train_grading_model(cfg: GradingTrainingConfig, checkpoint: Path, train: Optional[CropSet] = None,
+                        held: Optional[CropSet] = None) -> Dict[str, object]:
+    """Train (or, with ``cfg.init``, fine-tune), keep the best epoch by ``cfg.monitor`` on the held-out
+    crops, then fit one temperature per head on them. ``train``/``held`` default to ``split_sets(cfg)``."""
+    if cfg.monitor not in MONITORS:
+        raise ValueError(f"monitor must be one of {MONITORS}, not {cfg.monitor!r}")
     torch.manual_seed(cfg.seed)
-    train, held = split_sets(cfg)
+    if train is None or held is None:
+        train, held = split_sets(cfg)
+    if len(train) == 0 or len(held) == 0:
+        raise DatasetError(f"training needs crops on both sides of the split ({len(train)} training, {len(held)} held out)")
     log.info("training on %d crops from %d cases; %d held-out crops from %d cases",
              len(train), len(np.unique(train.case)), len(held), len(np.unique(held.case)))
-    network = build_network().to(cfg.device)
+    network, init_temps, init_info = initial_network(cfg)
+    network = network.to(cfg.device)
     source = BatchSource(train, cfg.batch_size, cfg.device, cfg.seed, Augment())
 
     def validate(net):
         m = evaluate_outputs(raw_outputs(net, held, cfg.device), held)
-        out = {"score": m["mean_balanced_accuracy"], "rsna": m["rsna"]["score"]}
+        score = m["mean_balanced_accuracy"] if cfg.monitor == "balanced_accuracy" else -m["mean_set_nll"]
+        out = {"score": score, "set_nll": m["mean_set_nll"], "rsna": m["rsna"]["score"]}
         out.update({f"bacc_{h}": v["balanced_accuracy"] for h, v in m["heads"].items()})
         return out
 
     result = fit(network, source, loss_on_batch, validate, "score", checkpoint, cfg.epochs, cfg.steps_per_epoch,
                  cfg.lr, cfg.patience, time_limit_s=cfg.time_limit_s)
     raw = raw_outputs(network, held, cfg.device)
-    temps = fit_temperatures(raw, torch.as_tensor(held.targets))
+    temps = fit_temperatures(raw, torch.as_tensor(held.targets), allowed=held.allowed)
+    unlabelled = [h for h in HEAD_NAMES if not known(held.allowed)[:, HEAD_NAMES.index(h)].any()]
+    for h in unlabelled:  # nothing held out to fit on: keep what the starting bundle had
+        temps[h] = float(init_temps.get(h, 1.0))
     before, after = evaluate_outputs(raw, held), evaluate_outputs(raw, held, temps)
     log.info("calibration: max ECE %.3f -> %.3f; mean balanced accuracy %.3f", before["max_ece"], after["max_ece"],
              after["mean_balanced_accuracy"])
@@ -105,7 +163,11 @@ def train_grading_model(cfg: GradingTrainingConfig, checkpoint: Path) -> Dict[st
         "held_out": {"uncalibrated": before, "calibrated": after, "crops": len(held),
                      "cases": [int(c) for c in np.unique(held.case)]},
         "training": {"crops": len(train), "cases": int(len(np.unique(train.case))),
-                     "class_counts": {h: np.bincount(train.targets[:, j]).tolist() for j, h in enumerate(HEAD_NAMES)}},
+                     "class_counts": {h: np.bincount(t[t >= 0], minlength=n_classes(h)).tolist()
+                                      for h, t in zip(HEAD_NAMES, train.targets.T)},
+                     "labelled_crops": {h: int(k) for h, k in zip(HEAD_NAMES, known(train.allowed).sum(0))}},
+        "temperatures_kept_from_init": unlabelled if cfg.init is not None else [],
+        "init": init_info,
         "environment": {"torch": torch.__version__, "python": platform.python_version(), "device": cfg.device},
     }
 
@@ -123,6 +185,7 @@ def training_record(cfg: GradingTrainingConfig, outcome: Dict[str, object], comm
         "temperatures": outcome["temperatures"],
         "held_out": outcome["held_out"],
         "training": outcome["training"],
+        "init": outcome.get("init"),
         "environment": outcome["environment"],
         "network_kwargs": NETWORK_KWARGS,
     }
