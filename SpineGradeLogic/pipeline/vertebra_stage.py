@@ -46,8 +46,10 @@ BUNDLE = "spinegrade_vertebrae"
 BODY, POSTERIOR, DISC, SACRUM, CANAL, CORD = 1, 2, 3, 4, 5, 6
 
 FRAGMENT_SHARE = 0.15  # body pieces under this share of the median body volume are fragments
+SPINE_BODY_SHARE = 0.3  # bodies under this share of the largest bodies' volume do not decide where the sacrum may be
+MAX_SACRUM_LATERAL_MM = 25.0  # bodies farther to one side of the sacrum than this are not its spine
 MIN_SACRUM_MM3 = 3000.0  # even an S1 cut by the field of view's edge is a few cm3
-MAX_SACRUM_GAP_MM = 70.0  # sacrum centroid to the lowest body's centroid
+MAX_SACRUM_GAP_MM = 45.0  # lowest body's centroid to the nearest sacrum voxel (half a body + a disc + margin)
 MAX_INSTANCES = 40  # a spine has at most 26 bodies and a sacrum; this many more pieces is not a spine
 MAX_BODY_MM3 = 150_000.0  # a lumbar body is 30-50 cm3; a piece this big is no single vertebral body
 MIN_CANAL_MM3 = 500.0  # canal/cord pieces smaller than this are noise
@@ -316,15 +318,35 @@ def _plausible_sacrum(instances: list) -> list:
         return instances
     s = sacra[0]
     s_centroid = s.centroid_mm
-    body_centroids = np.array([b.centroid_mm for b in bodies])
+    # judge against the spine's own bodies: pieces far smaller than the largest bodies, or far to one
+    # side of the sacrum (paraspinal fat and muscle on fluid-sensitive images), are not its vertebrae
+    ref = float(np.median(sorted(b.volume_mm3 for b in bodies)[-5:]))
+    spine = [b for b in bodies if b.volume_mm3 >= SPINE_BODY_SHARE * ref
+             and abs(b.centroid_mm[0] - s_centroid[0]) <= MAX_SACRUM_LATERAL_MM]
+    if not spine:
+        log.info("sacrum candidate of %.0f mm3 at %s dropped: no vertebral body above it", s.volume_mm3,
+                 np.round(s_centroid, 1))
+        return [i for i in instances if i.kind != "sacrum"]
+    body_centroids = np.array([b.centroid_mm for b in spine])
     lowest = body_centroids[np.argmin(body_centroids[:, 2])]
+    # the gap is measured to the sacrum's nearest voxel (its top, S1's endplate), not to its centroid:
+    # a whole sacrum in view reaches 10 cm down, so its centroid lies 60-80 mm below L5's
+    gap = sacrum_gap_mm(s, lowest)
     plausible = (s.volume_mm3 >= MIN_SACRUM_MM3 and s_centroid[2] < body_centroids[:, 2].min()
-                 and float(np.linalg.norm(s_centroid - lowest)) <= MAX_SACRUM_GAP_MM)
+                 and gap <= MAX_SACRUM_GAP_MM)
     if not plausible:
-        log.info("sacrum candidate of %.0f mm3 at %s dropped: not below and next to the lowest body",
-                 s.volume_mm3, np.round(s_centroid, 1))
+        log.info("sacrum candidate of %.0f mm3 at %s (%.0f mm from the lowest body) dropped: not below and next "
+                 "to the lowest body", s.volume_mm3, np.round(s_centroid, 1), gap)
         return [i for i in instances if i.kind != "sacrum"]
     return instances
+
+
+def sacrum_gap_mm(sacrum, point: np.ndarray, max_points: int = 20000) -> float:
+    """Distance from ``point`` (RAS) to the nearest voxel of the sacrum instance (subsampled when large)."""
+    pts = sacrum.points_ras()
+    if len(pts) > max_points:
+        pts = pts[:: int(np.ceil(len(pts) / max_points))]
+    return float(np.min(np.linalg.norm(pts - np.asarray(point, float), axis=1)))
 
 
 def _whole_sacrum(inst, level_probs: np.ndarray, gap_mm: float = 10.0):

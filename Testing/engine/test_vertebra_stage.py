@@ -214,3 +214,48 @@ def test_evaluation_scores_the_oracle_and_reads_the_bundle_split(bundle, phantom
 @pytest.mark.parametrize("n", [0])
 def test_evaluate_generated_with_no_cases_is_empty(n):
     assert evaluate_generated(n, None, oracle=True) == []
+
+
+# --- which sacrum candidate may anchor the names --------------------------------------------------
+def _block(grid, x, y, z, half):
+    """Voxels of a box centred at RAS (x, y, z) mm with half extents ``half`` on a 2 mm identity-LPS grid."""
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in grid.shape], indexing="ij"), -1).reshape(-1, 3)
+    ras = grid.index_to_ras(ijk)
+    m = np.all(np.abs(ras - np.array([x, y, z])) <= np.asarray(half), axis=1)
+    return ijk[m]
+
+
+def _spine_pieces(sacrum_at=(0.0, 0.0, -75.0), sacrum_half=(20.0, 20.0, 50.0), extra=()):
+    from SpineGradeLogic.labelling import SpineInstance
+
+    grid = Volume(np.zeros((60, 80, 160), np.uint8), (2.0, 2.0, 2.0), (-60.0, -80.0, -160.0), np.eye(3))
+    # five 30 mm bodies 40 mm apart along S-I (RAS z = -LPS... identity LPS: RAS z = LPS z)
+    bodies = [SpineInstance(_block(grid, 0.0, 0.0, z, (20.0, 15.0, 15.0)), grid) for z in (0.0, 40.0, 80.0, 120.0, 160.0)]
+    pieces = [SpineInstance(_block(grid, *c, h), grid) for c, h in extra]
+    sacrum = SpineInstance(_block(grid, *sacrum_at, sacrum_half), grid, "sacrum")
+    return bodies + pieces + [sacrum]
+
+
+def test_a_whole_sacrum_below_l5_anchors_even_though_its_centroid_lies_far_down():
+    from SpineGradeLogic.pipeline.vertebra_stage import _plausible_sacrum
+
+    pieces = _spine_pieces()  # top of the sacrum 25 mm below the lowest body's centroid, centroid 75 mm
+    assert any(p.kind == "sacrum" for p in _plausible_sacrum(pieces))
+
+
+def test_paraspinal_specks_below_the_spine_do_not_veto_the_sacrum():
+    from SpineGradeLogic.pipeline.vertebra_stage import _plausible_sacrum
+
+    specks = [((-40.0, 60.0, -140.0), (5.0, 5.0, 5.0)), ((-42.0, 62.0, -100.0), (6.0, 6.0, 6.0))]
+    assert any(p.kind == "sacrum" for p in _plausible_sacrum(_spine_pieces(extra=specks)))
+
+
+def test_a_sacrum_candidate_beside_or_above_the_bodies_is_dropped():
+    from SpineGradeLogic.pipeline.vertebra_stage import _plausible_sacrum
+
+    far_below = _spine_pieces(sacrum_at=(0.0, 0.0, -150.0), sacrum_half=(15.0, 15.0, 10.0))
+    assert not any(p.kind == "sacrum" for p in _plausible_sacrum(far_below))
+    mid_spine = _spine_pieces(sacrum_at=(0.0, 40.0, 60.0), sacrum_half=(15.0, 10.0, 20.0))
+    assert not any(p.kind == "sacrum" for p in _plausible_sacrum(mid_spine))
+    speck = _spine_pieces(sacrum_at=(0.0, 0.0, -35.0), sacrum_half=(4.0, 4.0, 4.0))
+    assert not any(p.kind == "sacrum" for p in _plausible_sacrum(speck))
