@@ -1,4 +1,6 @@
-"""``spinegrade evaluate grading``: a grading bundle measured on generated crops it never saw.
+"""``spinegrade evaluate grading``: a grading bundle measured on generated crops it never saw, or on
+a labelled dataset (``--dataset``: SPIDER, RSNA 2024 lumbar or the folder format, every study; levels
+placed and cut as ``spinegrade finetune`` does, partial labels scored as the sets they are).
 
 Reports per head balanced accuracy, quadratic-weighted kappa, expected calibration error (with the
 bundle's temperatures, and without them for comparison), and the RSNA 2024 weighted log loss on the
@@ -31,6 +33,13 @@ def register_evaluate(subparsers) -> None:
     e.add_argument("--prepared", nargs="*", type=Path, default=[], help="folders of prepared eval crops (grading-eval-*.npz)")
     e.add_argument("--cache", type=Path, help="folder to prepare eval crops into (default: a temporary folder)")
     e.add_argument("--workers", type=int, default=0)
+    e.add_argument("--dataset", type=Path, help="measure on every study of this labelled dataset instead "
+                                                 "(SPIDER, RSNA 2024 lumbar or the folder format)")
+    e.add_argument("--dataset-kind", choices=["spider", "rsna", "folder"], help="the dataset's kind (default: detected)")
+    e.add_argument("--spider-series", choices=["main", "all"], default="main")
+    e.add_argument("--locate", choices=["auto", "pipeline", "dataset"], default="auto",
+                   help="how dataset levels are placed (see spinegrade finetune grading --help)")
+    e.add_argument("--max-outside", type=float, default=0.3)
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", type=Path, help="write the figures as JSON")
     e.set_defaults(func=evaluate_grading_command)
@@ -54,7 +63,7 @@ def evaluate_bundle(bundle: Path, crops, device: str = "cpu") -> Dict[str, objec
 
 
 def format_report(r: Dict[str, object]) -> str:
-    lines = [f"{r['crops']} crops from {r['cases']} generated cases; bundle {r['bundle']}",
+    lines = [f"{r['crops']} crops from {r['cases']} {r.get('source', 'generated cases')}; bundle {r['bundle']}",
              f"{'head':<32}{'bal.acc':>8}{'QWK':>7}{'ECE':>7}{'ECE(T=1)':>9}{'n':>6}  target"]
     cal, unc = r["calibrated"]["heads"], r["uncalibrated"]["heads"]
     for h, m in cal.items():
@@ -63,6 +72,10 @@ def format_report(r: Dict[str, object]) -> str:
         lines.append(f"{h:<32}{m['balanced_accuracy']:>8.3f}{m['qwk']:>7.3f}{m['ece']:>7.3f}{unc[h]['ece']:>9.3f}{m['n']:>6}  {flag}")
     rs = r["calibrated"]["rsna"]
     lines.append("RSNA 2024 weighted log loss: " + ", ".join(f"{k} {v:.3f}" for k, v in rs.items()))
+    nll = r["calibrated"].get("set_nll", {})
+    if nll:
+        lines.append("held-out set likelihood loss per head (partial labels as sets): "
+                     + ", ".join(f"{h} {v:.3f}" for h, v in nll.items()))
     lines.append("all targets met" if r["all_targets_met"] else "targets missed (see above)")
     return "\n".join(lines)
 
@@ -79,8 +92,19 @@ def evaluate_grading_command(args: argparse.Namespace) -> int:
     if bundle is None:
         raise ModelError(f"no grading bundle installed ('{BUNDLE_NAME}'); pass --bundle")
     sets = [load_prepared(args.prepared, "eval")] if args.prepared else []
+    source = "generated cases"
     with tempfile.TemporaryDirectory() as tmp:
-        if args.seeds or not args.prepared:
+        if args.dataset is not None:
+            from ..datasets import detect_kind, open_dataset
+            from .dataset_crops import prepare_dataset
+
+            root = args.dataset.parent if args.dataset.is_file() else args.dataset
+            kind = args.dataset_kind or detect_kind(root)
+            ds = open_dataset(root, kind, **({"series": args.spider_series} if kind == "spider" else {}))
+            studies = prepare_dataset(ds, args.cache or Path(tmp), args.locate, None, args.device, args.max_outside)
+            sets.append(CropSet.concat([st.crops for st in studies]))
+            source = f"patients of the {kind} dataset at {root}"
+        elif args.seeds or not args.prepared:
             from .prepare import default_workers, parse_seeds, prepare_seeds
 
             folder = args.cache or Path(tmp)
@@ -91,6 +115,7 @@ def evaluate_grading_command(args: argparse.Namespace) -> int:
         if len(crops) == 0:
             raise DatasetError("no evaluation crops (grading-eval-*.npz) found")
         report = evaluate_bundle(bundle, crops, args.device)
+    report["source"] = source
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=float))

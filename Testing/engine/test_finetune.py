@@ -257,3 +257,21 @@ def test_finetune_without_data_or_bundle_says_what_is_missing(tmp_path, capsys, 
     root = write_folder(tmp_path / "folder")
     assert main(["finetune", "grading", "--dataset", str(root), "--out", str(tmp_path / "b")]) == 5
     assert "not a bundle" in capsys.readouterr().err and not (tmp_path / "b").exists()
+
+
+@pytest.mark.skipif(SHIPPED is None, reason="the shipped grading bundle is not installed")
+def test_evaluate_grading_measures_a_bundle_on_a_dataset(phantom_folder, tmp_path, capsys):
+    j = tmp_path / "eval.json"
+    assert main(["evaluate", "grading", "--dataset", str(phantom_folder), "--cache", str(tmp_path / "c"),
+                 "--json", str(j)]) == 0
+    out = capsys.readouterr().out
+    assert "patients of the folder dataset" in out and "set likelihood" in out
+    r = json.loads(j.read_text())
+    assert r["crops"] >= 15 and r["cases"] == 3
+    heads = r["calibrated"]["heads"]
+    assert heads["pfirrmann"]["n"] == r["crops"]
+    # the canal is graded Normal/Mild (a set) on most levels: exact-label metrics see only the rest,
+    # the set likelihood and the RSNA score see every level
+    assert heads.get("central_canal_stenosis", {"n": 0})["n"] < r["crops"]
+    assert "central_canal_stenosis" in r["calibrated"]["set_nll"]
+    assert np.isfinite(r["calibrated"]["rsna"]["spinal_canal_stenosis"])
