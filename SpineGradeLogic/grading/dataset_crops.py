@@ -194,7 +194,12 @@ def study_crops(study, locate: str = "auto", vertebra_model=None, device: str = 
     warnings: List[str] = []
     places: Dict[str, Tuple[DiscLocation, str]] = {}
     if locate in ("auto", "pipeline") and vertebra_model is not None:
-        found, w = pipeline_locations(volume, vertebra_model, device)
+        try:
+            found, w = pipeline_locations(volume, vertebra_model, device)
+        except (ValueError, RuntimeError, np.linalg.LinAlgError) as e:  # an image the labelling cannot take
+            if locate == "pipeline":
+                raise DatasetError(f"{study.source}: study {study.study_id}: vertebra labelling failed ({e})") from e
+            found, w = [], [f"vertebra labelling failed ({type(e).__name__}: {e}); the dataset's anchors are used"]
         warnings += [f"{study.study_id}: {x}" for x in w]
         for level, loc in match_levels(study, found).items():
             # the dataset's name wins; the crop is placed where the pipeline found the disc

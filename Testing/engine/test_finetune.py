@@ -275,3 +275,16 @@ def test_evaluate_grading_measures_a_bundle_on_a_dataset(phantom_folder, tmp_pat
     assert heads.get("central_canal_stenosis", {"n": 0})["n"] < r["crops"]
     assert "central_canal_stenosis" in r["calibrated"]["set_nll"]
     assert np.isfinite(r["calibrated"]["rsna"]["spinal_canal_stenosis"])
+
+
+def test_auto_placement_falls_back_to_the_anchors_when_labelling_fails(tmp_path, monkeypatch):
+    ds = open_dataset(write_spider(tmp_path / "spider"))
+
+    def broken(*a, **k):
+        raise ValueError("no curve through these pieces")
+
+    monkeypatch.setattr(dc, "pipeline_locations", broken)
+    sc = dc.study_crops(ds.study("1"), locate="auto", vertebra_model=object(), max_outside=1.0)
+    assert set(sc.placed.values()) == {"dataset"} and any("labelling failed" in w for w in sc.warnings)
+    with pytest.raises(DatasetError, match="study 1: vertebra labelling failed"):
+        dc.study_crops(ds.study("1"), locate="pipeline", vertebra_model=object(), max_outside=1.0)
