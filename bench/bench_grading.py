@@ -1,6 +1,6 @@
 """Grading bench: evidence (saliency on generated lesions) and speed (grades + default saliency per study).
 
-    python bench/bench_grading.py --bundle PATH [--n 10] [--method gradcam] [--threads 2]
+    python bench/bench_grading.py [--bundle PATH] [--n 10] [--method gradcam ig occlusion] [--threads 2]
 
 Evidence: cases from seeds 300000+ with one lesion forced at L4/L5 (a central herniation, a Modic 2
 change, a 6 mm slip); the map of the lesion's head (disc_herniation, modic, spondylolisthesis) for
@@ -129,26 +129,33 @@ def speed(grader_path: Path, threads: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bundle", type=Path, required=True)
+    ap.add_argument("--bundle", type=Path, help="grading bundle (default: the installed one)")
     ap.add_argument("--n", type=int, default=10, help="cases per lesion kind")
-    ap.add_argument("--method", default="gradcam")
+    ap.add_argument("--method", nargs="+", default=["gradcam"], choices=["gradcam", "ig", "occlusion"])
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     import torch
 
+    from SpineGradeLogic.grading.bundle_card import BUNDLE_NAME
     from SpineGradeLogic.grading.infer import Grader
+    from SpineGradeLogic.models.bundle import find_bundle
 
+    bundle = find_bundle(BUNDLE_NAME, args.bundle)
+    if bundle is None:
+        raise SystemExit("no grading bundle is installed; pass --bundle")
     torch.set_num_threads(args.threads)
-    grader = Grader.load(args.bundle)
-    for kind in ("herniation", "modic", "slip"):
-        ratios, peaks, picked = evidence(grader, kind, args.n, args.method)
-        if not ratios:
-            print(f"{kind:<11} no usable cases")
-            continue
-        print(f"{kind:<11} n={len(ratios):>3}  mass inside / region share: median {np.median(ratios):.2f} "
-              f"(min {np.min(ratios):.2f})  peak inside: {np.mean(peaks):.0%} (target >= 80%)  "
-              f"default mode picks this head: {np.mean(picked):.0%}")
-    speed(args.bundle, args.threads)
+    grader = Grader.load(bundle)
+    print(f"bundle {bundle} (version {grader.model.version})")
+    for method in args.method:
+        for kind in ("herniation", "modic", "slip"):
+            ratios, peaks, picked = evidence(grader, kind, args.n, method)
+            if not ratios:
+                print(f"{method:<9} {kind:<11} no usable cases")
+                continue
+            print(f"{method:<9} {kind:<11} n={len(ratios):>3}  mass inside / region share: median {np.median(ratios):.2f} "
+                  f"(min {np.min(ratios):.2f})  peak inside: {np.mean(peaks):.0%} (target >= 80%)  "
+                  f"default mode picks this head: {np.mean(picked):.0%}")
+    speed(bundle, args.threads)
 
 
 if __name__ == "__main__":
