@@ -46,6 +46,8 @@ def register_evaluate(subparsers) -> None:
 
 
 def evaluate_bundle(bundle: Path, crops, device: str = "cpu") -> Dict[str, object]:
+    import torch
+
     from .infer import Grader
     from .training_run import evaluate_outputs, raw_outputs
 
@@ -53,12 +55,20 @@ def evaluate_bundle(bundle: Path, crops, device: str = "cpu") -> Dict[str, objec
     raw = raw_outputs(grader.network, crops, grader.device)
     calibrated = evaluate_outputs(raw, crops, grader.temperatures)
     uncalibrated = evaluate_outputs(raw, crops)
+    # per contrast: Pfirrmann (nucleus water on T2) and Modic types (T1 against T2 signal) are defined by
+    # particular sequences; on T1 or randomised contrast the image may not hold the answer at all
+    by_contrast = {}
+    for c in sorted(set(map(str, crops.contrast))):
+        m = np.asarray(crops.contrast).astype(str) == c
+        sub = evaluate_outputs(raw[torch.as_tensor(m)], crops.subset(m), grader.temperatures)
+        by_contrast[c] = {h: {"balanced_accuracy": v["balanced_accuracy"], "ece": v["ece"], "n": v["n"]}
+                          for h, v in sub["heads"].items()}
     checks = {}
     for h, m in calibrated["heads"].items():
         need = TARGET_BACC_KEY if h in KEY_HEADS else TARGET_BACC
         checks[h] = {"balanced_accuracy_ok": bool(m["balanced_accuracy"] >= need), "ece_ok": bool(m["ece"] <= TARGET_ECE)}
     return {"bundle": str(bundle), "crops": len(crops), "cases": int(len(np.unique(crops.case))),
-            "calibrated": calibrated, "uncalibrated": uncalibrated, "targets": checks,
+            "calibrated": calibrated, "uncalibrated": uncalibrated, "by_contrast": by_contrast, "targets": checks,
             "all_targets_met": all(all(c.values()) for c in checks.values())}
 
 
@@ -70,6 +80,15 @@ def format_report(r: Dict[str, object]) -> str:
         ok = r["targets"][h]
         flag = "ok" if all(ok.values()) else "MISSED " + ",".join(k.split("_ok")[0] for k, v in ok.items() if not v)
         lines.append(f"{h:<32}{m['balanced_accuracy']:>8.3f}{m['qwk']:>7.3f}{m['ece']:>7.3f}{unc[h]['ece']:>9.3f}{m['n']:>6}  {flag}")
+    bc = r.get("by_contrast", {})
+    if len(bc) > 1:
+        cs = list(bc)
+        lines.append("balanced accuracy by contrast (n crops): " + ", ".join(
+            f"{c} ({max((v['n'] for v in bc[c].values()), default=0)})" for c in cs))
+        lines.append(f"{'head':<32}" + "".join(f"{c:>9}" for c in cs))
+        for h in cal:
+            lines.append(f"{h:<32}" + "".join(f"{bc[c][h]['balanced_accuracy']:>9.3f}" if h in bc[c] else f"{'-':>9}"
+                                              for c in cs))
     rs = r["calibrated"]["rsna"]
     lines.append("RSNA 2024 weighted log loss: " + ", ".join(f"{k} {v:.3f}" for k, v in rs.items()))
     nll = r["calibrated"].get("set_nll", {})

@@ -288,3 +288,20 @@ def test_auto_placement_falls_back_to_the_anchors_when_labelling_fails(tmp_path,
     assert set(sc.placed.values()) == {"dataset"} and any("labelling failed" in w for w in sc.warnings)
     with pytest.raises(DatasetError, match="study 1: vertebra labelling failed"):
         dc.study_crops(ds.study("1"), locate="pipeline", vertebra_model=object(), max_outside=1.0)
+
+
+@pytest.mark.skipif(SHIPPED is None, reason="the shipped grading bundle is not installed")
+def test_evaluation_reports_each_contrast_apart(capsys):
+    from SpineGradeLogic.grading.evaluate import evaluate_bundle, format_report
+
+    rng = np.random.default_rng(3)
+    n = 12
+    grades = np.array([[HEADS[h][int(rng.integers(len(HEADS[h])))] for h in HEAD_NAMES] for _ in range(n)])
+    contrast = np.array(["T1"] * 4 + ["T2"] * 8)
+    crops = CropSet(rng.integers(0, 40, (n, *CROP_SHAPE)).astype(np.uint8), grades, np.array(["L4/L5"] * n),
+                    np.zeros(n, np.float32), np.arange(n) // 2, contrast)
+    r = evaluate_bundle(SHIPPED, crops)
+    assert set(r["by_contrast"]) == {"T1", "T2"}
+    assert r["by_contrast"]["T1"]["pfirrmann"]["n"] == 4 and r["by_contrast"]["T2"]["pfirrmann"]["n"] == 8
+    text = format_report(r)
+    assert "balanced accuracy by contrast" in text and "T1 (4)" in text and "T2 (8)" in text
