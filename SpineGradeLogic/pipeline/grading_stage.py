@@ -103,6 +103,10 @@ class GradingStage(Stage):
                     disc.extra["crop_outside_fraction"] = round(float(crop.outside_fraction), 4)
                 crops[loc.level] = crop
         ctx.artifacts["disc_crops"] = crops
+        if crops and "pfirrmann" in heads and getattr(ctx.result.input, "sequence", None) == "T1":
+            # Pfirrmann grades nucleus water, which only T2-weighted signal shows
+            ctx.warn("disc grading: Pfirrmann grades are defined on T2-weighted images and this series is T1, "
+                     "so its Pfirrmann grades carry little information; grade the study's sagittal T2 where it has one")
 
 
 class SaliencyStage(Stage):

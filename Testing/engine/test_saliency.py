@@ -181,3 +181,15 @@ def test_without_a_bundle_the_stages_only_warn(tmp_path, monkeypatch):
         "saliency maps: no model is installed (bundle 'spinegrade_grading'); this stage was skipped",
     ]
     assert not ctx.result.discs[0].grades and not ctx.heatmaps
+
+
+def test_pfirrmann_on_a_t1_series_comes_with_a_warning(tmp_path, tiny_bundle):
+    from SpineGradeLogic.pipeline.grading_stage import GradingStage
+
+    vol, centre = _volume_with_blob()
+    for sequence, warned in (("T1", True), ("T2", False)):
+        ctx = _context(tmp_path / sequence, tiny_bundle, [_location(centre)], vol, saliency="none")
+        ctx.result.input.sequence = sequence
+        GradingStage().run(ctx)
+        assert "pfirrmann" in ctx.result.discs[0].grades
+        assert any("Pfirrmann grades are defined on T2" in w for w in ctx.result.warnings) == warned
