@@ -15,7 +15,8 @@ def grading_metadata(version: str, changelog: str, temperatures: Dict[str, float
     return {
         "name": BUNDLE_NAME,
         "version": version,
-        "changelog": {version: changelog},
+        # a fine-tuned bundle keeps the history of the one it started from
+        "changelog": {**((record.get("init") or {}).get("changelog") or {}), version: changelog},
         "task": "Per disc level grading of degenerative changes (13 heads) with calibrated class probabilities",
         "description": "Multi-task 3-D residual CNN (MONAI Convolution / ResidualUnit blocks) on a disc-centred crop",
         "intended_use": "Research use only; not a medical device. " + training_data_line(record),
@@ -61,7 +62,7 @@ def _dataset_section(record: Dict[str, Any]) -> str:
     ds, init = record.get("dataset"), record.get("init")
     if ds is None and init is None:
         return ""
-    lines = ["## Fine-tuning", training_data_line(record), ""]
+    lines = ["## Fine-tuning" if ds else "## Trained further", training_data_line(record), ""]
     if init:
         lines.append(f"- starting weights: {init.get('name')} {init.get('version')} (SHA-256 {str(init.get('sha256', '?'))[:16]}...)")
     if ds:
@@ -109,8 +110,8 @@ def grading_model_card(record: Dict[str, Any]) -> str:
     held = record.get("held_out", {}).get("calibrated", {})
     heads = held.get("heads", {})
     rsna = held.get("rsna", {})
-    tuned = bool(record.get("dataset") or record.get("init"))
     ds = record.get("dataset")
+    tuned = bool(ds)  # trained on a dataset; a bundle trained further on generated crops is still synthetic-only
     training = record.get("training", {})
     what = "dataset and generated" if ds and ds.get("generated_training_crops") else "dataset" if ds else "generated"
     held_what = ("crops of held-out patients of the dataset" if ds
@@ -131,7 +132,7 @@ upper and lower endplate defects, Modic 0-3, central canal, foraminal and latera
   used for early stopping and to fit one temperature per head.
 
 ```
-{record.get('command', '')}
+{(record['prepare_command'] + chr(10)) if record.get('prepare_command') else ''}{record.get('command', '')}
 ```
 
 ## Held-out {'dataset' if ds else 'generated'} crops, calibrated

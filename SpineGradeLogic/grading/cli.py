@@ -63,7 +63,8 @@ def _add_arguments(g: argparse.ArgumentParser, finetune: bool) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
     t.add_argument("--time-limit", type=float, help="stop after the epoch that passes this many seconds")
-    t.add_argument("--version", default="0.2.0" if finetune else "0.1.0", help="bundle version")
+    t.add_argument("--version", default=None if finetune else "0.1.0",
+                   help="bundle version" + (" (default: the starting bundle's, +finetuned)" if finetune else ""))
     t.add_argument("--changelog", default=("fine-tuned" if finetune else "trained") + " with spinegrade "
                    + ("finetune" if finetune else "train") + " grading")
     g.set_defaults(func=train_grading_command, finetune=finetune)
@@ -170,8 +171,9 @@ def train_grading_command(args: argparse.Namespace) -> int:
         record["dataset"] = dataset_record
     record = json.loads(json.dumps(record, default=float))
     write_record(checkpoint.with_suffix(".record.json"), record)
+    version = args.version or f"{(outcome.get('init') or {}).get('version', '0.0.0')}+finetuned"
     save_bundle(args.out, outcome["network"], NETWORK_KWARGS,
-                grading_metadata(args.version, args.changelog, outcome["temperatures"], record), grading_model_card(record),
+                grading_metadata(version, args.changelog, outcome["temperatures"], record), grading_model_card(record),
                 network_class_name="SpineGradeLogic.grading.network.GradingNet")
     held_m = outcome["held_out"]["calibrated"]
     log.info("bundle written: %s (best epoch %d; held-out mean balanced accuracy %.3f, set NLL %.3f, max ECE %.3f)",

@@ -119,7 +119,8 @@ def initial_network(cfg: GradingTrainingConfig):
     except RuntimeError as e:  # another architecture: fine-tuning needs the same network
         raise DatasetError(f"{cfg.init}: its network does not match SpineGrade's grading network ({e})") from e
     return network, dict(grader.temperatures), {"path": str(cfg.init), "name": info.name, "version": info.version,
-                                               "sha256": info.sha256}
+                                               "sha256": info.sha256,
+                                               "changelog": dict(grader.model.metadata.get("changelog") or {})}
 
 
 def train_grading_model(cfg: GradingTrainingConfig, checkpoint: Path, train: Optional[CropSet] = None,

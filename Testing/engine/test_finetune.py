@@ -198,7 +198,9 @@ def test_finetune_grading_end_to_end(phantom_folder, tmp_path, capsys):
     assert "canal" in json.dumps(rec["held_out"]["calibrated"]["rsna"])
     card = (out / "docs" / "README.md").read_text()
     assert "Fine-tuning" in card and "folder" in card and "Not a medical device" in card
-    assert "fine-tuned" in meta["changelog"][meta["version"]] and meta["version"] == "0.2.0"
+    start = json.loads((SHIPPED / "configs" / "metadata.json").read_text())
+    assert meta["version"] == start["version"] + "+finetuned" and "fine-tuned" in meta["changelog"][meta["version"]]
+    assert all(meta["changelog"][v] == c for v, c in start["changelog"].items())  # the history is kept
     assert (tmp_path / "tuned.crops").is_dir()  # crops cached beside the bundle
 
     # a longer run resumes from the checkpoint instead of starting over
