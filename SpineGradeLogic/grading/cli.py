@@ -86,13 +86,10 @@ def register_grading(models, finetune: bool = False) -> None:
 
 def _dataset_sets(args, cfg):
     """(train, held, record) of the dataset's crops, prepared into the cache."""
-    from ..datasets import detect_kind, open_dataset
     from ..errors import DatasetError
-    from .dataset_crops import prepare_dataset, split_studies
+    from .dataset_crops import open_labelled, prepare_dataset, split_studies
 
-    root = args.dataset.parent if args.dataset.is_file() else args.dataset
-    kind = args.dataset_kind or detect_kind(root)
-    ds = open_dataset(root, kind, **({"series": args.spider_series} if kind == "spider" else {}))
+    ds = open_labelled(args.dataset, args.dataset_kind, args.spider_series)
     for w in ds.warnings:
         log.warning("%s", w)
     if args.cache is not None:

@@ -74,6 +74,16 @@ def cache_file(folder: Path, kind: str, study_id: str) -> Path:
     return Path(folder) / f"grading-{kind}-{safe}.npz"
 
 
+def open_labelled(path: Path, kind: Optional[str] = None, spider_series: str = "main"):
+    """The dataset at ``path`` (a folder or a file in it), kind detected unless given; SPIDER with
+    one series per patient (``"main"``) or all of them."""
+    from ..datasets import detect_kind, open_dataset
+
+    root = Path(path).parent if Path(path).is_file() else Path(path)
+    kind = kind or detect_kind(root)
+    return open_dataset(root, kind, **({"series": spider_series} if kind == "spider" else {}))
+
+
 # --- placing levels -------------------------------------------------------------------------
 def _frame(normal: np.ndarray) -> np.ndarray:
     from .prepare import truth_frame

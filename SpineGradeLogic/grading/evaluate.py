@@ -114,15 +114,12 @@ def evaluate_grading_command(args: argparse.Namespace) -> int:
     source = "generated cases"
     with tempfile.TemporaryDirectory() as tmp:
         if args.dataset is not None:
-            from ..datasets import detect_kind, open_dataset
-            from .dataset_crops import prepare_dataset
+            from .dataset_crops import open_labelled, prepare_dataset
 
-            root = args.dataset.parent if args.dataset.is_file() else args.dataset
-            kind = args.dataset_kind or detect_kind(root)
-            ds = open_dataset(root, kind, **({"series": args.spider_series} if kind == "spider" else {}))
+            ds = open_labelled(args.dataset, args.dataset_kind, args.spider_series)
             studies = prepare_dataset(ds, args.cache or Path(tmp), args.locate, None, args.device, args.max_outside)
             sets.append(CropSet.concat([st.crops for st in studies]))
-            source = f"patients of the {kind} dataset at {root}"
+            source = f"patients of the {ds.kind} dataset at {ds.root}"
         elif args.seeds or not args.prepared:
             from .prepare import default_workers, parse_seeds, prepare_seeds
 
