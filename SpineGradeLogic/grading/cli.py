@@ -84,7 +84,7 @@ def register_grading(models, finetune: bool = False) -> None:
     _add_arguments(g, finetune)
 
 
-def _dataset_sets(args, cfg):
+def _dataset_sets(args):
     """(train, held, record) of the dataset's crops, prepared into the cache."""
     from ..errors import DatasetError
     from .dataset_crops import open_labelled, prepare_dataset, split_studies
@@ -145,17 +145,17 @@ def train_grading_command(args: argparse.Namespace) -> int:
                                 monitor=args.monitor or ("nll" if args.dataset is not None else "balanced_accuracy"))
     train = held = dataset_record = None
     if args.dataset is not None:
-        train, held, dataset_record = _dataset_sets(args, cfg)
+        train, held, dataset_record = _dataset_sets(args)
     if args.prepare_only:
         return 0
     from ..models.bundle import save_bundle
     from .bundle_card import grading_metadata, grading_model_card
-    from .data import CropSet
+    from .data import CropSet, load_prepared
     from .network import NETWORK_KWARGS
-    from .training_run import split_sets, train_grading_model, training_record, write_record
+    from .training_run import train_grading_model, training_record, write_record
 
-    if train is not None and folders:  # generated crops join the dataset's training side (heads it does not grade)
-        gen_train, _ = split_sets(cfg)
+    if train is not None and folders:  # every generated crop joins the dataset's training side (heads it does not
+        gen_train = load_prepared(folders, "train")  # grade); validation and temperatures stay on the dataset
         train = CropSet.concat([train, gen_train])
         dataset_record["generated_training_crops"] = len(gen_train)
     checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".checkpoint.pt")

@@ -59,6 +59,11 @@ def normalise_crop(array: np.ndarray, inside: Optional[np.ndarray] = None) -> np
     return np.clip(a / ref, 0.0, CLIP).astype(np.float32)
 
 
+def quantise_crop(normalised: np.ndarray) -> np.ndarray:
+    """A normalised crop (0-1.5) as stored in the cache: uint8 in steps of 1 / ``IMAGE_SCALE``."""
+    return np.clip(np.round(np.asarray(normalised) * IMAGE_SCALE), 0, 255).astype(np.uint8)
+
+
 @dataclass
 class CropSet:
     """Crops and their ground truth, in memory (uint8 images as stored; see :meth:`images`)."""

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import DatasetError, InputError
 from ..names import HEAD_NAMES, HEADS, disc_label
-from .data import IMAGE_SCALE, CropSet, normalise_crop
+from .data import CropSet, normalise_crop, quantise_crop
 from .targets import indices_from_masks, mask_row
 
 log = logging.getLogger("spinegrade")
@@ -233,7 +233,7 @@ def study_crops(study, locate: str = "auto", vertebra_model=None, device: str = 
             warnings.append(f"{study.study_id} {level}: {crop.outside_fraction:.0%} of its crop is outside the image; skipped")
             continue
         x = normalise_crop(crop.image.array, crop.inside)
-        imgs.append(np.clip(np.round(x * IMAGE_SCALE), 0, 255).astype(np.uint8))
+        imgs.append(quantise_crop(x))
         row = mask_row({h: label.allowed(h) for h in label.grades})
         masks.append(row)
         idx = indices_from_masks(row[None])[0]
@@ -261,13 +261,14 @@ def _load_cached(path: Path, key: str) -> Optional[StudyCrops]:
     if not path.is_file():
         return None
     try:
-        d = np.load(path)
-        if "key" not in d.files or str(d["key"]) != key:
-            return None
-        meta = json.loads(str(d["meta"]))
-    except Exception:  # an unreadable cache is made again
+        with np.load(path) as d:
+            if "key" not in d.files or str(d["key"]) != key:
+                return None
+            meta = json.loads(str(d["meta"]))
+            crops = CropSet(d["image"], d["grades"].astype(np.int64), d["level"], d["outside"], d["case"],
+                            d["contrast"], d["allowed"])
+    except Exception:  # an unreadable or foreign cache file is made again
         return None
-    crops = CropSet.load(path)
     return StudyCrops(meta["study_id"], meta["patient_id"], meta["subset"], crops, meta["placed"], meta["warnings"])
 
 

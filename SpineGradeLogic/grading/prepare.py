@@ -27,7 +27,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..names import HEAD_NAMES
-from .data import IMAGE_SCALE, CropSet, cache_name, normalise_crop
+from .data import CropSet, cache_name, normalise_crop, quantise_crop
 
 log = logging.getLogger("spinegrade")
 
@@ -84,7 +84,7 @@ def crops_of_case(case, contrast: str) -> CropSet:
     for d in case.truth.discs:
         crop = extract_crop(case.image, truth_location(d))
         x = normalise_crop(crop.image.array, crop.inside)
-        imgs.append(np.clip(np.round(x * IMAGE_SCALE), 0, 255).astype(np.uint8))
+        imgs.append(quantise_crop(x))
         grades.append([d.grades[h].grade for h in HEAD_NAMES])
         levels.append(d.level)
         outside.append(crop.outside_fraction)

@@ -307,3 +307,39 @@ def test_evaluation_reports_each_contrast_apart(capsys):
     assert r["by_contrast"]["T1"]["pfirrmann"]["n"] == 4 and r["by_contrast"]["T2"]["pfirrmann"]["n"] == 8
     text = format_report(r)
     assert "balanced accuracy by contrast" in text and "T1 (4)" in text and "T2 (8)" in text
+
+
+@pytest.mark.skipif(SHIPPED is None, reason="the shipped grading bundle is not installed")
+def test_generated_crops_join_the_training_side_of_a_dataset_finetune(phantom_folder, tmp_path):
+    gen = tmp_path / "gen"
+    rng = np.random.default_rng(5)
+    grades = np.array([[HEADS[h][0] for h in HEAD_NAMES]] * 6)
+    CropSet(rng.integers(0, 40, (6, *CROP_SHAPE)).astype(np.uint8), grades, np.array(["L4/L5"] * 6),
+            np.zeros(6, np.float32), np.arange(6), np.array(["T2"] * 6)).save(gen / "grading-train-0.npz")
+    out = tmp_path / "mixed"
+    assert main(["finetune", "grading", "--dataset", str(phantom_folder), "--prepared", str(gen), "--out", str(out),
+                 "--cache", str(tmp_path / "c"), "--epochs", "1", "--steps", "1", "--batch-size", "4",
+                 "--validation-share", "0.34"]) == 0
+    rec = json.loads((out / "configs" / "metadata.json").read_text())["spinegrade"]["training"]
+    assert rec["dataset"]["generated_training_crops"] == 6
+    assert rec["training"]["crops"] == rec["dataset"]["training_crops"] + 6
+    assert rec["held_out"]["crops"] == rec["dataset"]["held_out_crops"]  # validation stays on the dataset
+
+
+def test_finetune_vertebrae_starts_from_the_installed_bundle(monkeypatch, tmp_path, capsys):
+    import argparse
+
+    from SpineGradeLogic.cli.finetune import default_vertebra_init
+
+    args = argparse.Namespace(init=None)
+    installed = find_bundle("spinegrade_vertebrae")
+    if installed is not None:
+        default_vertebra_init(args)
+        assert args.init == installed
+    given = argparse.Namespace(init=tmp_path / "mine")
+    default_vertebra_init(given)
+    assert given.init == tmp_path / "mine"  # an explicit --init is kept
+    monkeypatch.setenv("SPINEGRADE_MODELS", str(tmp_path / "none"))
+    monkeypatch.delenv("SPINEGRADE_VERTEBRAE_BUNDLE", raising=False)
+    with pytest.raises(DatasetError, match="none is installed"):
+        default_vertebra_init(argparse.Namespace(init=None))
