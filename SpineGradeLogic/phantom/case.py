@@ -17,6 +17,7 @@ from ..results.folder import write_volume
 from ..results.model import Box, Disc, InputInfo, StudyResult, Vertebra
 from . import tissues as T
 from .acquisition import FOVS, plan_acquisition
+from .axial import plan_axial
 from .anatomy import DiscShape, SpineLayout, build_layout, vertebra_names
 from .bone import paint_spine
 from .canal import canal_profile
@@ -49,6 +50,8 @@ class PhantomCase:
         pathology: level -> the drawn `DiscPathology`.
         anatomy: the 1 mm RAS anatomy grid the series was imaged from (``label * 32 + tissue``;
             split with `tissues.label_of` / `tissues.tissue_of`).
+        axial: the study's axial T2 stack (float32 ``Volume``) when asked for, imaged from the same
+            anatomy (``phantom/axial.py``); ``axial_protocol`` its header values.
     """
 
     image: Volume
@@ -63,6 +66,8 @@ class PhantomCase:
     pathology: Dict[str, DiscPathology] = field(default_factory=dict)
     timing_s: Dict[str, float] = field(default_factory=dict)
     anatomy: Optional[Volume] = None  # the 1 mm RAS anatomy, voxels = label * 32 + tissue
+    axial: Optional[Volume] = None  # the axial T2 series (``generate_case(axial=True)``), else None
+    axial_protocol: Dict[str, object] = field(default_factory=dict)
 
 
 def _check(seed, fov: str, contrast: str) -> None:
@@ -106,14 +111,16 @@ class Anatomy:
     profile: object
     grid: object
     acquisition: object
+    axial: object  # the axial stack's Acquisition, or None
     pathology: Dict[str, DiscPathology]
     graded: Dict[str, tuple]
     transitional: str
     timing: Dict[str, float]
 
 
-def build_anatomy(seed: int, fov: str, config: PhantomConfig) -> Anatomy:
-    """Draw and paint the anatomy of case ``seed`` and plan its series (no contrast yet)."""
+def build_anatomy(seed: int, fov: str, config: PhantomConfig, axial: bool = False) -> Anatomy:
+    """Draw and paint the anatomy of case ``seed`` and plan its series (no contrast yet); with
+    ``axial``, plan an axial stack too and paint the anatomy wide enough for it."""
     t0 = time.perf_counter()
     streams = np.random.SeedSequence([int(seed), 20260501]).spawn(5)
     anat, path_rng, acq_rng, _, lesion_rng = (np.random.default_rng(s) for s in streams)
@@ -134,9 +141,17 @@ def build_anatomy(seed: int, fov: str, config: PhantomConfig) -> Anatomy:
     curve = build_curve(anat, layout, config)
     habitus = Habitus.draw(anat, config, scale)
     acq = plan_acquisition(acq_rng, layout, curve, fov, config)
+    # its own stream: asking for the axial stack leaves the sagittal plan as it was
+    ax_rng = np.random.default_rng(np.random.SeedSequence([int(seed), 20260501, 7]))
+    ax = plan_axial(ax_rng, layout, curve, config) if axial else None
     t_plan = time.perf_counter()
-    # the straightened canvas only as large as the imaged volume needs
+    # the straightened canvas only as large as the imaged volumes need
     lo, shape = anatomy_box(acq)
+    if ax is not None:
+        lo2, shape2 = anatomy_box(ax)
+        hi = np.maximum(lo + shape, lo2 + shape2)
+        lo = np.minimum(lo, lo2)
+        shape = (hi - lo).astype(int)
     ys, zs = lo[1] + np.arange(shape[1]), lo[2] + np.arange(shape[2])
     Y, Z = np.meshgrid(ys[::4], zs[::4], indexing="ij")
     n, s, g = curve.straighten_plane(Y, Z)
@@ -162,10 +177,11 @@ def build_anatomy(seed: int, fov: str, config: PhantomConfig) -> Anatomy:
     grid = warp_to_ras(cv, curve, lo, shape)
     t_warp = time.perf_counter()
     timing = {"plan": t_plan - t0, "paint": t_paint - t_plan, "grade_warp": t_warp - t_paint}
-    return Anatomy(layout, curve, cv, prof, grid, acq, path, graded, transitional, timing)
+    return Anatomy(layout, curve, cv, prof, grid, acq, ax, path, graded, transitional, timing)
 
 
-def generate_case(seed: int, fov: str = "lumbar", contrast: str = "T2", config: Optional[PhantomConfig] = None) -> PhantomCase:
+def generate_case(seed: int, fov: str = "lumbar", contrast: str = "T2", config: Optional[PhantomConfig] = None,
+                  axial: bool = False) -> PhantomCase:
     """Generate one synthetic sagittal spine MRI study with its labels and ground-truth grades.
 
     Args:
@@ -174,6 +190,9 @@ def generate_case(seed: int, fov: str = "lumbar", contrast: str = "T2", config: 
         fov: "lumbar" (T12-sacrum at least), "thoracolumbar" (about T8-sacrum) or "whole" (C1-sacrum).
         contrast: "T1", "T2", "STIR" or "random" (SynthSeg-style domain randomisation).
         config: randomisation ranges and forced pathology; defaults to `PhantomConfig()`.
+        axial: also image an axial T2 stack over the lumbar discs (``PhantomCase.axial``). The
+            anatomy is painted wider for it, so the sagittal image's texture and noise differ from
+            the case without one; anatomy, pathology and grades do not.
 
     Raises:
         InputError: for an unknown ``fov`` or ``contrast`` or a bad seed.
@@ -181,7 +200,7 @@ def generate_case(seed: int, fov: str = "lumbar", contrast: str = "T2", config: 
     _check(seed, fov, contrast)
     config = config or PhantomConfig()
     t0 = time.perf_counter()
-    a = build_anatomy(seed, fov, config)
+    a = build_anatomy(seed, fov, config, axial)
     layout, curve, grid, acq, path, graded = a.layout, a.curve, a.grid, a.acquisition, a.pathology, a.graded
     img_rng = np.random.default_rng(np.random.SeedSequence([int(seed), 20260501]).spawn(5)[3])
     t_warp = time.perf_counter()
@@ -200,10 +219,26 @@ def generate_case(seed: int, fov: str = "lumbar", contrast: str = "T2", config: 
     protocol = sequence_protocol(base, img_rng)
     protocol.update(thickness=acq.thickness, gap=acq.gap, fov_mm=acq.fov_mm)
     truth = _truth(seed, fov, contrast, base, layout, curve, grid, labels_v, graded, path, a.transitional, protocol)
+    axial_v, axial_protocol = None, {}
+    if a.axial is not None:
+        axial_v, axial_protocol = _image_axial(seed, a, path, config, randomise)
+        truth.extra["phantom"]["axial"] = {"image": "axial.nii.gz", "shape": list(axial_v.shape),
+                                           "spacing_mm": [round(float(x), 4) for x in axial_v.spacing]}
     timing = {**a.timing, "image": t_img - t_warp, "total": time.perf_counter() - t0}
     truth.timing_s = dict(timing)
     return PhantomCase(image_v, labels_v, truth, base, tissues_v, int(seed), fov, contrast, protocol, path, timing,
-                       grid.volume(grid.packed))
+                       grid.volume(grid.packed), axial_v, axial_protocol)
+
+
+def _image_axial(seed: int, a: Anatomy, path, config: PhantomConfig, randomise: bool):
+    """The axial stack: always T2 weighted (what clinical protocols pair with the sagittals), drawn
+    with its own signal, noise and bias, domain-randomised when the case's contrast is."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 20260501, 8]))
+    lut, texture = signal_table("T2", rng, {d.label: path[d.level] for d in a.layout.discs}, randomise)
+    image, _, _ = acquire(a.grid, a.axial, lut, texture, rng, config, randomise)
+    protocol = sequence_protocol("T2", rng)
+    protocol.update(thickness=a.axial.thickness, gap=a.axial.gap, fov_mm=a.axial.fov_mm, description="AX T2 TSE")
+    return a.axial.geometry.with_array(image), protocol
 
 
 def _inside(geom: Volume, ras: np.ndarray) -> bool:
@@ -261,7 +296,9 @@ def protocol_uid(seed: int, fov: str, contrast: str, what: str = "series") -> st
 
 
 def write_case(case: PhantomCase, out_dir, dicom: bool = False) -> Path:
-    """Write ``image.nii.gz``, ``labels.nii.gz``, ``tissues.nii.gz`` and ``truth.json`` (and ``dicom/``).
+    """Write ``image.nii.gz``, ``labels.nii.gz``, ``tissues.nii.gz``, ``truth.json``, the axial stack
+    as ``axial.nii.gz`` where the case has one, and with ``dicom`` the study as DICOM (``dicom/``, the
+    axial series in ``dicom/axial/``).
 
     ``truth.json`` is checked against the result schema before it is written.
     """
@@ -274,9 +311,13 @@ def write_case(case: PhantomCase, out_dir, dicom: bool = False) -> Path:
     write_volume(case.image, out / "image.nii.gz")
     write_volume(case.labels, out / "labels.nii.gz")
     write_volume(case.tissues, out / "tissues.nii.gz")
+    if case.axial is not None:
+        write_volume(case.axial, out / "axial.nii.gz")
     if dicom:
         from .dicom import write_dicom_series
 
         write_dicom_series(case, out / "dicom")
+        if case.axial is not None:  # the same study, a second series
+            write_dicom_series(case, out / "dicom" / "axial", axial=True)
     (out / "truth.json").write_text(json.dumps(data, indent=2, allow_nan=False))
     return out

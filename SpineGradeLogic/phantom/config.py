@@ -63,6 +63,11 @@ class PhantomConfig:
         pixel_mm: in-plane pixel size; ``whole``-spine fields of view use ``pixel_mm_whole``.
         oblique_deg: largest rotation of the slice planes away from true sagittal.
         fov_margin_mm: extra head-foot field of view beyond the vertebrae the FOV must show.
+        axial_pixel_mm, axial_thickness_mm: the axial T2 stack's pixel size and slice thickness
+            (only when a case is generated with ``axial=True``; see ``phantom/axial.py``).
+        axial_fov_mm: its in-plane field of view (left-right and anterior-posterior), centred on the spine.
+        axial_tilt_deg: largest tilt of the stack towards the lumbar discs.
+        axial_lower_share: share of axial stacks that cover only L3/L4 to L5/S1.
         degeneration: per-level chance of a degenerated disc (lumbar; thoracic/cervical get a third).
         bulge, herniation, listhesis, endplate_defect, modic, flavum, facet: per-level prevalences.
         subcut_fat_mm: posterior subcutaneous fat thickness.
@@ -87,6 +92,11 @@ class PhantomConfig:
     pixel_mm_whole: Range = (1.0, 1.4)
     oblique_deg: float = 8.0
     fov_margin_mm: Range = (15.0, 60.0)
+    axial_pixel_mm: Range = (0.55, 0.9)
+    axial_thickness_mm: Range = (3.0, 5.0)
+    axial_fov_mm: Range = (100.0, 140.0)
+    axial_tilt_deg: float = 15.0
+    axial_lower_share: float = 0.3
     degeneration: float = 0.35
     bulge: float = 0.2
     herniation: float = 0.15
@@ -111,6 +121,7 @@ class PhantomConfig:
     def small(cls, **kw) -> "PhantomConfig":
         """A fast configuration for tests: coarse pixels, few thick slices, no transitional anatomy."""
         base = dict(pixel_mm=(1.2, 1.2), pixel_mm_whole=(1.6, 1.6), coverage_mm=(30.0, 30.0),
-                    slice_thickness_mm=(5.0, 5.0), transitional_share=0.0, oblique_deg=3.0)
+                    slice_thickness_mm=(5.0, 5.0), transitional_share=0.0, oblique_deg=3.0,
+                    axial_pixel_mm=(1.2, 1.2), axial_fov_mm=(100.0, 100.0))
         base.update(kw)
         return cls(**base)

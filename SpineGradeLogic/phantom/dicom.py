@@ -17,16 +17,21 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 BODY_PART = {"lumbar": "LSPINE", "thoracolumbar": "TSPINE", "whole": "SPINE"}
 
 
-def write_dicom_series(case, folder: Path) -> str:
-    """Write ``case.image`` into ``folder`` (``IM0001.dcm`` ...); returns the SeriesInstanceUID."""
+def write_dicom_series(case, folder: Path, axial: bool = False) -> str:
+    """Write ``case.image`` (or with ``axial`` the case's axial T2 stack, a second series of the same
+    study and frame of reference) into ``folder`` (``IM0001.dcm`` ...); returns the SeriesInstanceUID."""
     from .case import protocol_uid
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    vol = case.image
-    proto = case.protocol
+    vol = case.axial if axial else case.image
+    if vol is None:
+        raise ValueError(f"phantom case {case.seed} has no axial series (generate it with axial=True)")
+    proto = case.axial_protocol if axial else case.protocol
+    sequence = "T2" if axial else case.sequence
     uid = lambda what: protocol_uid(case.seed, case.fov, case.contrast, what)  # noqa: E731
-    study_uid, series_uid, frame_uid = uid("study"), uid("series"), uid("frame")
+    prefix = "axial/" if axial else ""
+    study_uid, series_uid, frame_uid = uid("study"), uid(prefix + "series"), uid("frame")
     d = vol.direction_lps
     row_dir, col_dir, normal = d[:, 0], d[:, 1], d[:, 2]
     a = np.clip(vol.array, 0, None)
@@ -40,7 +45,7 @@ def write_dicom_series(case, folder: Path) -> str:
     for k in range(vol.shape[2]):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = uid(f"image/{k}")
+        meta.MediaStorageSOPInstanceUID = uid(f"{prefix}image/{k}")
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
         ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
@@ -58,13 +63,13 @@ def write_dicom_series(case, folder: Path) -> str:
         ds.StudyID, ds.AccessionNumber = "1", f"SG{case.seed:08d}"
         ds.StudyDescription = "MR SPINE (synthetic)"
         ds.SeriesDescription = ds.ProtocolName = str(proto.get("description", "SAG T2 TSE"))
-        ds.SeriesNumber, ds.InstanceNumber, ds.AcquisitionNumber = 1, k + 1, 1
+        ds.SeriesNumber, ds.InstanceNumber, ds.AcquisitionNumber = 2 if axial else 1, k + 1, 1
         ds.ImageType = ["DERIVED", "SECONDARY", "M", "NORM"]
         ds.ScanningSequence = proto.get("scanning", "SE")
         ds.SequenceVariant = proto.get("variant", ["SK", "SP"])
-        ds.ScanOptions = ["IR", "FS"] if case.sequence == "STIR" else ""
+        ds.ScanOptions = ["IR", "FS"] if sequence == "STIR" else ""
         ds.MRAcquisitionType = "2D"
-        ds.SequenceName = "*tir2d1" if case.sequence == "STIR" else "*tse2d1"
+        ds.SequenceName = "*tir2d1" if sequence == "STIR" else "*tse2d1"
         ds.RepetitionTime = proto.get("tr")
         ds.EchoTime = proto.get("te")
         if proto.get("ti"):
@@ -74,7 +79,7 @@ def write_dicom_series(case, folder: Path) -> str:
         ds.MagneticFieldStrength = field
         ds.ImagingFrequency = round(42.577 * field, 4)
         ds.ImagedNucleus = "1H"
-        ds.FlipAngle = 150 if case.sequence != "T1" else 90
+        ds.FlipAngle = 150 if sequence != "T1" else 90
         ds.SliceThickness = round(float(proto.get("thickness", vol.spacing[2])), 4)
         ds.SpacingBetweenSlices = round(float(vol.spacing[2]), 4)
         ds.ImageOrientationPatient = [round(float(x), 8) for x in np.concatenate([row_dir, col_dir])]

@@ -1,6 +1,6 @@
 """From the anatomy to the image: bend the straightened map into a 1 mm RAS grid, give each tissue
-its signal, and acquire it as a sagittal series (thick-slice partial volume, in-plane blur, coil
-shading and bias field, optional motion ghosts, Rician noise)."""
+its signal, and acquire it as a series, sagittal or axial (thick-slice partial volume, in-plane blur,
+coil shading and bias field, optional motion ghosts, Rician noise)."""
 
 from __future__ import annotations
 
@@ -112,11 +112,12 @@ def acquire(grid: AnatomyGrid, acq: Acquisition, lut: np.ndarray, texture: np.nd
     img = lut[packed]
     img *= 1.0 + texture[tissue] * _texture_field(rng, packed.shape)
     np.clip(img, 0, None, out=img)
-    # partial volume across the thick slices (slices run left-right, about the grid's x axis)
+    geom = acq.geometry
+    # partial volume across the thick slices, along the grid axis nearest the slice normal (x for a
+    # sagittal series, z for an axial one)
     width = int(round(acq.thickness))
     if width > 1:
-        img = uniform_filter1d(img, width, axis=0)
-    geom = acq.geometry
+        img = uniform_filter1d(img, width, axis=int(np.argmax(np.abs(geom.direction_lps[:, 2]))))
     image = _resample(grid.volume(img.astype(np.float32)), geom, sitk.sitkLinear).astype(np.float32)
     packed_acq = _resample(grid.volume(packed), geom, sitk.sitkNearestNeighbor).astype(np.int16)
     # acquired resolution is coarser than the reconstructed pixels
