@@ -6,12 +6,20 @@ from typing import Any, Dict
 
 from ..names import HEAD_NAMES, HEADS
 from .heads import ORDINAL_HEADS, OUTPUT_SLICES
-from .network import CROP_SHAPE, GRADCAM_LAYER
+from .data import INPUT_CHANNELS
+from .network import CROP_SHAPE, GRADCAM_LAYER, NETWORK_KWARGS
+
+CHANNEL_DEF = {
+    "sagittal": "sagittal crop in the disc frame (L, P, S at 2/1/1 mm), / its 99th percentile",
+    "axial_t2": "the study's axial T2 resampled onto the same grid, / its 99th percentile; 0 where it has none",
+    "axial_t2_present": "1 where the axial T2 has a slice behind the voxel, else 0",
+}
 
 BUNDLE_NAME = "spinegrade_grading"
 
 
 def grading_metadata(version: str, changelog: str, temperatures: Dict[str, float], record: Dict[str, Any]) -> Dict[str, Any]:
+    channels = INPUT_CHANNELS[:int(record.get("network_kwargs", NETWORK_KWARGS)["in_channels"])]
     return {
         "name": BUNDLE_NAME,
         "version": version,
@@ -21,10 +29,10 @@ def grading_metadata(version: str, changelog: str, temperatures: Dict[str, float
         "description": "Multi-task 3-D residual CNN (MONAI Convolution / ResidualUnit blocks) on a disc-centred crop",
         "intended_use": "Research use only; not a medical device. " + training_data_line(record),
         "network_data_format": {
-            "inputs": {"image": {"type": "image", "format": "magnitude", "modality": "MR", "num_channels": 1,
+            "inputs": {"image": {"type": "image", "format": "magnitude", "modality": "MR", "num_channels": len(channels),
                                  "spatial_shape": list(CROP_SHAPE), "dtype": "float32", "value_range": [0, 1.5],
                                  "is_patch_data": True,
-                                 "channel_def": {"0": "sagittal crop in the disc frame (L, P, S at 2/1/1 mm), / its 99th percentile"}}},
+                                 "channel_def": {str(i): CHANNEL_DEF[c] for i, c in enumerate(channels)}}},
             "outputs": {"pred": {"type": "logits", "format": "per head: cumulative logits (ordinal) or logits (nominal)",
                                  "num_channels": sum(s.stop - s.start for s in OUTPUT_SLICES.values()),
                                  "spatial_shape": [], "dtype": "float32", "value_range": [], "is_patch_data": False,
@@ -35,6 +43,7 @@ def grading_metadata(version: str, changelog: str, temperatures: Dict[str, float
             "ordinal_heads": list(ORDINAL_HEADS),
             "temperatures": dict(temperatures),
             "gradcam_layer": GRADCAM_LAYER,
+            "input_channels": list(channels),
             "crop": {"shape": list(CROP_SHAPE), "spacing_mm": [2.0, 1.0, 1.0], "normalisation": "99th percentile inside the field of view"},
             "training": record,
         },
@@ -80,6 +89,16 @@ def _dataset_section(record: Dict[str, Any]) -> str:
                       "held-out patients (exact labels only; partial labels such as Normal/Mild count in the set "
                       "likelihood and the RSNA score)."]
     return "\n".join(lines) + "\n\n"
+
+
+def _axial_line(record: Dict[str, Any]) -> str:
+    if int(record.get("network_kwargs", NETWORK_KWARGS)["in_channels"]) == 1:
+        return "Axial series are not used (sagittal crop only)."
+    n = (record.get("training") or {}).get("crops_with_axial")
+    return ("Reads the study's axial T2 where there is one (resampled onto the disc crop; "
+            f"{n if n is not None else 'some'} training crops had one, a quarter of them hidden at random so "
+            "the model also grades without); the generator's axial stack is a small-field T2 of its own "
+            "schematic anatomy, so what the axial channel adds on real axials is unmeasured.")
 
 
 def _table(metrics: Dict[str, Dict[str, float]]) -> str:
@@ -141,7 +160,7 @@ upper and lower endplate defects, Modic 0-3, central canal, foraminal and latera
 RSNA 2024 weighted log loss (central canal, foraminal, subarticular = lateral recess, any severe): {rsna.get('score', float('nan')):.3f}
 
 ## Limits
-Axial series are not used (sagittal crop only). Levels whose crop lies more than 30 % outside the
+{_axial_line(record)} Levels whose crop lies more than 30 % outside the
 field of view are not graded. Performance on real scans, other anatomy (children, implants,
 severe deformity) and cervical or thoracic levels has not been measured.
 """

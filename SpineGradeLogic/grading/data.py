@@ -13,6 +13,9 @@ grades         int8 [n, 13]         ground-truth grade (class value) per head, `
                                    -1 where the label is a set of classes or unknown
 allowed        int16 [n, 13]        allowed classes per head as bitmasks (``grading/targets.py``);
                                    absent in generator caches (exact grades: derived from ``grades``)
+axial          uint8 [n, 24,80,64]  the study's axial T2 resampled onto the same crop grid, stored like
+                                   ``image``; ``NO_AXIAL`` (255) where the axial stack does not reach
+                                   (or the study has none; absent in older caches: all 255)
 level          str [n]              disc level
 outside        float32 [n]          share of the crop outside the field of view
 case           int64 [n]            generator seed
@@ -43,6 +46,10 @@ from .targets import indices_from_masks, masks_from_indices
 IMAGE_SCALE = 42.0  # normalised intensity 0-1.5 stored as 0-63
 CLIP = 1.5
 CROP_SPACING = (2.0, 1.0, 1.0)
+NO_AXIAL = 255  # axial crop voxel with no axial slice behind it
+MIN_AXIAL_INSIDE = 0.25  # an axial crop less covered than this is treated as absent
+#: The network's input channels, in order: a one-channel model reads the sagittal crop only.
+INPUT_CHANNELS = ("sagittal", "axial_t2", "axial_t2_present")
 
 
 def normalise_crop(array: np.ndarray, inside: Optional[np.ndarray] = None) -> np.ndarray:
@@ -64,6 +71,42 @@ def quantise_crop(normalised: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(normalised) * IMAGE_SCALE), 0, 255).astype(np.uint8)
 
 
+def axial_input(crop) -> tuple:
+    """``(values, present)`` of an axial series' crop (a :class:`DiscCrop` cut from the axial volume
+    on the sagittal crop's grid): normalised intensities (0 where absent) and where the axial stack
+    has slices; nothing present when less than ``MIN_AXIAL_INSIDE`` of the crop is covered."""
+    inside = np.asarray(crop.inside, bool)
+    if inside.mean() < MIN_AXIAL_INSIDE:
+        return np.zeros(inside.shape, np.float32), np.zeros(inside.shape, bool)
+    return normalise_crop(crop.image.array, inside) * inside, inside
+
+
+def axial_channel(crop) -> np.ndarray:
+    """The stored form of :func:`axial_input`: quantised like ``image``, ``NO_AXIAL`` where absent."""
+    values, present = axial_input(crop)
+    q = np.minimum(quantise_crop(values), NO_AXIAL - 1)
+    q[~present] = NO_AXIAL
+    return q
+
+
+def network_input(image: torch.Tensor, axial: Optional[torch.Tensor], channels: int) -> torch.Tensor:
+    """Stored crops (uint8 ``[B, L, P, S]``; ``axial`` the same or None) -> float ``[B, channels, ...]``.
+
+    Channel 0 the sagittal crop (0-1.5); with three channels also the axial crop (0 where absent)
+    and the axial presence mask (1 where the axial stack has a slice behind the voxel).
+    """
+    x = image.float()[:, None] / IMAGE_SCALE
+    if channels == 1:
+        return x
+    if channels != len(INPUT_CHANNELS):
+        raise ValueError(f"a grading network takes 1 or {len(INPUT_CHANNELS)} input channels, not {channels}")
+    if axial is None:
+        return torch.cat([x, torch.zeros_like(x), torch.zeros_like(x)], 1)
+    present = (axial != NO_AXIAL)[:, None]
+    ax = torch.where(present, axial.float()[:, None] / IMAGE_SCALE, torch.zeros_like(x))
+    return torch.cat([x, ax, present.float()], 1)
+
+
 @dataclass
 class CropSet:
     """Crops and their ground truth, in memory (uint8 images as stored; see :meth:`images`)."""
@@ -75,10 +118,15 @@ class CropSet:
     case: np.ndarray
     contrast: np.ndarray
     allowed: Optional[np.ndarray] = None  # int16 [N, 13] bitmasks; None: exact grades, derived from ``grades``
+    axial: Optional[np.ndarray] = None  # uint8 like ``image``, NO_AXIAL where absent; None: no axial at all
 
-    FIELDS = ("image", "grades", "level", "outside", "case", "contrast", "allowed")
+    FIELDS = ("image", "grades", "level", "outside", "case", "contrast", "allowed", "axial")
 
     def __post_init__(self) -> None:
+        if self.axial is None:
+            self.axial = np.full(self.image.shape, NO_AXIAL, np.uint8)
+        if self.axial.shape != self.image.shape:
+            raise DatasetError(f"axial crops {self.axial.shape} do not match the sagittal crops {self.image.shape}")
         if self.allowed is None:
             self.allowed = masks_from_indices(grade_indices(self.grades)) if len(self.grades) else \
                 np.zeros((0, len(HEAD_NAMES)), np.int16)
@@ -95,6 +143,15 @@ class CropSet:
     def images(self, idx=slice(None)) -> np.ndarray:
         return self.image[idx].astype(np.float32) / IMAGE_SCALE
 
+    @property
+    def has_axial(self) -> np.ndarray:
+        """bool [N]: crops with axial T2 voxels."""
+        return (self.axial != NO_AXIAL).reshape(len(self), -1).any(1) if len(self) else np.zeros(0, bool)
+
+    def without_axial(self) -> "CropSet":
+        """The same crops as if the studies held no axial series."""
+        return CropSet(*(getattr(self, f) for f in self.FIELDS[:-1]))
+
     def subset(self, mask) -> "CropSet":
         return CropSet(*(getattr(self, f)[mask] for f in self.FIELDS))
 
@@ -106,7 +163,8 @@ class CropSet:
         np.savez_compressed(tmp, image=self.image.astype(np.uint8), grades=self.grades.astype(np.int8),
                             level=self.level.astype(str), outside=self.outside.astype(np.float32),
                             case=self.case.astype(np.int64), contrast=self.contrast.astype(str),
-                            allowed=self.allowed.astype(np.int16), **{k: np.asarray(str(v)) for k, v in extra.items()})
+                            allowed=self.allowed.astype(np.int16), axial=self.axial.astype(np.uint8),
+                            **{k: np.asarray(str(v)) for k, v in extra.items()})
         tmp.replace(path)
 
     @classmethod
@@ -114,7 +172,9 @@ class CropSet:
         try:
             d = np.load(path)
             allowed = d["allowed"] if "allowed" in d.files else None
-            return cls(d["image"], d["grades"].astype(np.int64), d["level"], d["outside"], d["case"], d["contrast"], allowed)
+            axial = d["axial"] if "axial" in d.files else None
+            return cls(d["image"], d["grades"].astype(np.int64), d["level"], d["outside"], d["case"], d["contrast"], allowed,
+                       axial)
         except Exception as e:  # a truncated or foreign file: name it
             raise DatasetError(f"{path}: not a grading crop cache ({e})") from e
 
@@ -127,7 +187,8 @@ class CropSet:
     @classmethod
     def empty(cls) -> "CropSet":
         return cls(np.zeros((0, 24, 80, 64), np.uint8), np.zeros((0, len(HEAD_NAMES)), np.int64), np.zeros(0, str),
-                   np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, str), np.zeros((0, len(HEAD_NAMES)), np.int16))
+                   np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, str), np.zeros((0, len(HEAD_NAMES)), np.int16),
+                   np.zeros((0, 24, 80, 64), np.uint8))
 
 
 def cache_name(profile: str, seed: int) -> str:
@@ -167,6 +228,11 @@ class Augment:
     mirror (which swaps left and right heads). Intensity: gamma, gain, a smooth bias field, Gaussian
     noise, one quantisation step of dither, and sometimes a slab of zeros at an edge (a crop reaching
     outside the field of view).
+
+    With the axial channels (``[B, 3, ...]``): one geometric transform for all three (the two series
+    share a frame of reference), the intensity changes drawn apart for the two images (two series,
+    two sets of scanner settings), the presence mask kept binary, and with ``axial_drop`` the axial
+    channels of a crop blanked (a study without an axial series) so the model grades both ways.
     """
 
     rotate_deg: tuple = (10.0, 6.0, 8.0)  # about L (tilt in the sagittal plane), P, S
@@ -178,9 +244,11 @@ class Augment:
     bias: float = 0.25
     noise: float = 0.04
     edge_zero_prob: float = 0.1
+    axial_drop: float = 0.25
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
-        """``x`` [B, 1, L, P, S] float (0-1.5), ``y`` [B, 13] (or [B, k, 13]) per-head labels -> augmented copies."""
+        """``x`` [B, C, L, P, S] float (0-1.5; C = 1, or 3 with the axial channels), ``y`` [B, 13]
+        (or [B, k, 13]) per-head labels -> augmented copies."""
         B, dev = x.shape[0], x.device
 
         def U(*shape):
@@ -202,7 +270,16 @@ class Augment:
         theta = torch.cat([A, t[:, :, None]], 2)
         grid = F.affine_grid(theta, list(x.shape), align_corners=True)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
-        # intensity
+        if x.shape[1] == 1:
+            return self._intensity(x, U, gen), y
+        present = (x[:, 2:3] > 0.5).float()
+        keep = (U(B, 1, 1, 1, 1) >= self.axial_drop).float()
+        axial = self._intensity(x[:, 1:2], U, gen, edges=False) * present * keep
+        return torch.cat([self._intensity(x[:, :1], U, gen), axial, present * keep], 1), y
+
+    def _intensity(self, x: torch.Tensor, U, gen: torch.Generator, edges: bool = True) -> torch.Tensor:
+        """Gamma, gain, bias ramp, noise, dither and (``edges``) a zeroed edge slab on ``[B, 1, ...]``."""
+        B, dev = x.shape[0], x.device
         g = self.gamma[0] + U(B, 1, 1, 1, 1) * (self.gamma[1] - self.gamma[0])
         x = x.clamp_min(0).pow(g)
         x = x * (1 + (U(B, 1, 1, 1, 1) * 2 - 1) * self.gain)
@@ -214,7 +291,7 @@ class Augment:
             x = x * field[:, None].clamp_min(0.3)
         x = x + torch.randn(x.shape, generator=gen, device=gen.device).to(dev) * (U(B, 1, 1, 1, 1) * self.noise)
         x = x + (U(*x.shape) - 0.5) / IMAGE_SCALE
-        if self.edge_zero_prob > 0:
+        if edges and self.edge_zero_prob > 0:
             for i in torch.nonzero(U(B) < self.edge_zero_prob).flatten().tolist():
                 axis = 2 + int(U(1).item() * 3) % 3
                 n = x.shape[axis]
@@ -223,7 +300,7 @@ class Augment:
                 sl[0] = i
                 sl[axis] = slice(0, k) if U(1).item() < 0.5 else slice(n - k, n)
                 x[tuple(sl)] = 0
-        return x.clamp(0, CLIP), y
+        return x.clamp(0, CLIP)
 
 
 def sampling_weights(targets: np.ndarray, power: float = 0.5) -> np.ndarray:
@@ -248,9 +325,11 @@ class BatchSource:
     """Endless augmented training batches, the whole crop set kept on the training device."""
 
     def __init__(self, crops: CropSet, batch_size: int, device: str = "cpu", seed: int = 0,
-                 augment: Optional[Augment] = None, balance: float = 0.5):
+                 augment: Optional[Augment] = None, balance: float = 0.5, channels: int = 1):
         self.device = torch.device(device)
+        self.channels = channels
         self.x = torch.as_tensor(crops.image).to(self.device)  # uint8, ~120 kB per crop
+        self.axial = torch.as_tensor(crops.axial).to(self.device) if channels > 1 else None
         self.y = torch.as_tensor(crops.targets, dtype=torch.long).to(self.device)
         self.allowed = torch.as_tensor(crops.allowed.astype(np.int64)).to(self.device)
         self.batch_size = batch_size
@@ -263,13 +342,14 @@ class BatchSource:
     def __call__(self) -> Iterator[Dict[str, torch.Tensor]]:
         while True:
             idx = torch.multinomial(self.w, self.batch_size, replacement=True, generator=self.gen).to(self.device)
-            x = self.x[idx].float()[:, None] / IMAGE_SCALE
+            x = network_input(self.x[idx], self.axial[idx] if self.axial is not None else None, self.channels)
             x, ya = self.augment(x, torch.stack([self.y[idx], self.allowed[idx]], 1), self.aug_gen)
             yield {"image": x, "target": ya[:, 0], "allowed": ya[:, 1]}
 
 
-def iterate_images(crops: CropSet, batch_size: int, device) -> Iterator[torch.Tensor]:
-    """Unaugmented ``[b, 1, 24, 80, 64]`` float batches in order (validation, calibration)."""
+def iterate_images(crops: CropSet, batch_size: int, device, channels: int = 1) -> Iterator[torch.Tensor]:
+    """Unaugmented ``[b, channels, 24, 80, 64]`` float batches in order (validation, calibration)."""
     for i in range(0, len(crops), batch_size):
-        yield torch.as_tensor(crops.images(slice(i, i + batch_size)))[:, None].to(device)
+        sl = slice(i, i + batch_size)
+        yield network_input(torch.as_tensor(crops.image[sl]), torch.as_tensor(crops.axial[sl]), channels).to(device)
 

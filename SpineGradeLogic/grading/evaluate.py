@@ -5,7 +5,9 @@ placed and cut as ``spinegrade finetune`` does, partial labels scored as the set
 Reports per head balanced accuracy, quadratic-weighted kappa, expected calibration error (with the
 bundle's temperatures, and without them for comparison), and the RSNA 2024 weighted log loss on the
 heads it covers; checks the issue's targets (balanced accuracy >= 0.85 on every head, >= 0.90 on
-Pfirrmann, narrowing and central canal stenosis; ECE <= 0.05).
+Pfirrmann, narrowing and central canal stenosis; ECE <= 0.05). For a model that reads the axial T2,
+the crops that have one are also graded with it hidden (``by_axial``): what the axial series adds,
+measured on the same levels.
 """
 
 from __future__ import annotations
@@ -63,13 +65,34 @@ def evaluate_bundle(bundle: Path, crops, device: str = "cpu") -> Dict[str, objec
         sub = evaluate_outputs(raw[torch.as_tensor(m)], crops.subset(m), grader.temperatures)
         by_contrast[c] = {h: {"balanced_accuracy": v["balanced_accuracy"], "ece": v["ece"], "n": v["n"]}
                           for h, v in sub["heads"].items()}
+    by_axial = axial_effect(grader, crops, raw)
     checks = {}
     for h, m in calibrated["heads"].items():
         need = TARGET_BACC_KEY if h in KEY_HEADS else TARGET_BACC
         checks[h] = {"balanced_accuracy_ok": bool(m["balanced_accuracy"] >= need), "ece_ok": bool(m["ece"] <= TARGET_ECE)}
     return {"bundle": str(bundle), "crops": len(crops), "cases": int(len(np.unique(crops.case))),
-            "calibrated": calibrated, "uncalibrated": uncalibrated, "by_contrast": by_contrast, "targets": checks,
+            "calibrated": calibrated, "uncalibrated": uncalibrated, "by_contrast": by_contrast, "by_axial": by_axial,
+            "targets": checks,
             "all_targets_met": all(all(c.values()) for c in checks.values())}
+
+
+def axial_effect(grader, crops, raw) -> Optional[Dict[str, object]]:
+    """Per head balanced accuracy and ECE on the crops with an axial T2, with it and with it hidden
+    (None for a sagittal-only model or crops without any axial)."""
+    import torch
+
+    from .training_run import evaluate_outputs, raw_outputs
+
+    m = crops.has_axial
+    if not grader.uses_axial or not m.any():
+        return None
+    sub = crops.subset(m)
+    with_ax = evaluate_outputs(raw[torch.as_tensor(m)], sub, grader.temperatures)
+    hidden = evaluate_outputs(raw_outputs(grader.network, sub.without_axial(), grader.device), sub, grader.temperatures)
+    pick = lambda e: {h: {"balanced_accuracy": v["balanced_accuracy"], "ece": v["ece"], "n": v["n"]}  # noqa: E731
+                      for h, v in e["heads"].items()}
+    return {"crops": int(m.sum()), "with_axial": pick(with_ax), "sagittal_only": pick(hidden),
+            "rsna": {"with_axial": with_ax["rsna"]["score"], "sagittal_only": hidden["rsna"]["score"]}}
 
 
 def format_report(r: Dict[str, object]) -> str:
@@ -89,6 +112,13 @@ def format_report(r: Dict[str, object]) -> str:
         for h in cal:
             lines.append(f"{h:<32}" + "".join(f"{bc[c][h]['balanced_accuracy']:>9.3f}" if h in bc[c] else f"{'-':>9}"
                                               for c in cs))
+    ax = r.get("by_axial")
+    if ax:
+        lines.append(f"with the axial T2 and with it hidden, on the {ax['crops']} crops that have one (balanced accuracy):")
+        lines.append(f"{'head':<32}{'axial':>9}{'hidden':>9}")
+        for h, v in ax["with_axial"].items():
+            lines.append(f"{h:<32}{v['balanced_accuracy']:>9.3f}{ax['sagittal_only'][h]['balanced_accuracy']:>9.3f}")
+        lines.append(f"{'RSNA 2024 weighted log loss':<32}{ax['rsna']['with_axial']:>9.3f}{ax['rsna']['sagittal_only']:>9.3f}")
     rs = r["calibrated"]["rsna"]
     lines.append("RSNA 2024 weighted log loss: " + ", ".join(f"{k} {v:.3f}" for k, v in rs.items()))
     nll = r["calibrated"].get("set_nll", {})

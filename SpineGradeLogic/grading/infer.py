@@ -14,9 +14,9 @@ from ..models.bundle import LoadedModel, load_bundle
 from ..names import HEAD_NAMES
 from ..results.model import Grade
 from .calibration import check_temperatures
-from .data import normalise_crop
+from .data import axial_input, normalise_crop
 from .heads import probabilities
-from .network import CROP_SHAPE, GRADCAM_LAYER
+from .network import CROP_SHAPE, GRADCAM_LAYER, input_channels
 
 
 @dataclass
@@ -48,15 +48,34 @@ class Grader:
     def gradcam_layer(self) -> str:
         return str(self.model.metadata.get("spinegrade", {}).get("gradcam_layer", GRADCAM_LAYER))
 
-    def input_tensor(self, crops: Sequence) -> torch.Tensor:
-        """``[n, 1, 24, 80, 64]`` normalised inputs of :class:`DiscCrop` objects."""
-        arrays = []
-        for c in crops:
+    @property
+    def channels(self) -> int:
+        """1: the model reads the sagittal crop only; 3: also the axial T2 (``data.INPUT_CHANNELS``)."""
+        return input_channels(self.network)
+
+    @property
+    def uses_axial(self) -> bool:
+        return self.channels > 1
+
+    def input_tensor(self, crops: Sequence, axial: Optional[Sequence] = None) -> torch.Tensor:
+        """``[n, C, 24, 80, 64]`` normalised inputs of :class:`DiscCrop` objects; ``axial`` the same
+        levels' crops from the study's axial series (None where a level has none), used by a
+        3-channel model and ignored by a 1-channel one."""
+        axial = list(axial) if axial is not None else [None] * len(crops)
+        if len(axial) != len(crops):
+            raise ValueError(f"{len(axial)} axial crops for {len(crops)} sagittal ones")
+        chans = []
+        for c, ax in zip(crops, axial):
             a = np.asarray(c.image.array, np.float32)
             if a.shape != CROP_SHAPE:
                 raise ValueError(f"crop of {c.level} has shape {a.shape}, the model needs {CROP_SHAPE}")
-            arrays.append(normalise_crop(a, getattr(c, "inside", None)))
-        return torch.as_tensor(np.stack(arrays))[:, None].to(self.device)
+            x = [normalise_crop(a, getattr(c, "inside", None))]
+            if self.uses_axial:
+                values, present = axial_input(ax) if ax is not None else (np.zeros(CROP_SHAPE, np.float32),
+                                                                          np.zeros(CROP_SHAPE, bool))
+                x += [values, present.astype(np.float32)]
+            chans.append(np.stack(x))
+        return torch.as_tensor(np.stack(chans)).to(self.device)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, heads: Optional[Sequence[str]] = None) -> List[Dict[str, np.ndarray]]:
@@ -65,9 +84,10 @@ class Grader:
         probs = probabilities(self.network(x), self.temperatures, heads or HEAD_NAMES)
         return [{h: p[i] for h, p in probs.items()} for i in range(x.shape[0])]
 
-    def grade(self, crops: Sequence, heads: Optional[Sequence[str]] = None) -> List[Dict[str, Grade]]:
-        """head -> :class:`Grade` per crop."""
+    def grade(self, crops: Sequence, heads: Optional[Sequence[str]] = None,
+              axial: Optional[Sequence] = None) -> List[Dict[str, Grade]]:
+        """head -> :class:`Grade` per crop (``axial``: see :meth:`input_tensor`)."""
         if not crops:
             return []
-        out = self.predict(self.input_tensor(crops), heads)
+        out = self.predict(self.input_tensor(crops, axial), heads)
         return [{h: Grade.from_probabilities(h, p) for h, p in d.items()} for d in out]

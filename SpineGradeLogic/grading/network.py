@@ -1,7 +1,11 @@
 """The grading network: a small 3-D residual CNN from MONAI blocks with one output block per head.
 
-Input: one disc-centred crop ``[B, 1, 24, 80, 64]`` (axes L, P, S at 2 / 1 / 1 mm, see
+Input: one disc-centred crop ``[B, C, 24, 80, 64]`` (axes L, P, S at 2 / 1 / 1 mm, see
 ``discs/crop.py``), intensities normalised by :func:`~SpineGradeLogic.grading.data.normalise_crop`.
+``C`` is 3 (``data.INPUT_CHANNELS``): the sagittal crop, the study's axial T2 resampled onto the same
+grid (0 where there is none) and the axial presence mask; a 1-channel network (bundles before 0.3.0)
+reads the sagittal crop alone. :func:`widen_input` turns a 1-channel network into a 3-channel one
+that computes exactly what it did until training teaches it to use the axial channels.
 
 ========  ==========================================  =========================  ==========
 stage     MONAI block                                 output (C x L x P x S)     voxel (mm)
@@ -34,7 +38,8 @@ from .heads import OUTPUT_SIZE, is_ordinal, n_classes
 CROP_SHAPE = (24, 80, 64)
 GRADCAM_LAYER = "features.3"
 
-NETWORK_KWARGS = dict(in_channels=1, channels=(16, 32, 64, 128), dropout=0.2)
+NETWORK_KWARGS = dict(in_channels=3, channels=(16, 32, 64, 128), dropout=0.2)
+STEM_WEIGHT = "features.0.conv.weight"
 
 
 class GradingNet(torch.nn.Module):
@@ -88,3 +93,19 @@ class GradingNet(torch.nn.Module):
 
 def build_network(**kwargs) -> GradingNet:
     return GradingNet(**{**NETWORK_KWARGS, **kwargs})
+
+
+def input_channels(network: torch.nn.Module) -> int:
+    """How many input channels a grading network reads (1: sagittal only; 3: with the axial T2)."""
+    return int(network.get_parameter(STEM_WEIGHT).shape[1])
+
+
+def widen_input(state_dict: dict, in_channels: int) -> dict:
+    """A state dict whose stem reads ``in_channels`` channels: the new channels' weights are zero, so
+    the network's output is unchanged whatever they hold."""
+    w = state_dict[STEM_WEIGHT]
+    if w.shape[1] > in_channels:
+        raise ValueError(f"cannot narrow a grading network from {w.shape[1]} to {in_channels} input channels")
+    out = dict(state_dict)
+    out[STEM_WEIGHT] = torch.cat([w, w.new_zeros((w.shape[0], in_channels - w.shape[1], *w.shape[2:]))], 1)
+    return out

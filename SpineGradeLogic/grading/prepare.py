@@ -13,6 +13,9 @@ Profiles (what a seed is generated with):
   assumed to look like) and the same contrast mix; for early stopping and temperature fitting, and
   for the final measurement. Use disjoint seed ranges (the CLI's defaults: train from 0, calibration
   from 100000, evaluation from 200000).
+
+In every profile ``AXIAL_SHARE`` of the cases also hold an axial T2 stack (``phantom/axial.py``); their
+crops carry the axial channel (``data.axial_channel``), the others mark it absent.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..names import HEAD_NAMES
-from .data import CropSet, cache_name, normalise_crop, quantise_crop
+from .data import NO_AXIAL, CropSet, axial_channel, cache_name, normalise_crop, quantise_crop
 
 log = logging.getLogger("spinegrade")
 
 PROFILES = ("train", "calibration", "eval")
 CONTRAST_MIX = (("random", 0.5), ("T2", 0.2), ("T1", 0.2), ("STIR", 0.1))
+AXIAL_SHARE = 0.7  # share of generated studies that also hold an axial T2 stack (every profile)
 ALWAYS_PRESENT = ("L1/L2", "L2/L3", "L3/L4", "L4/L5")  # levels every generated lumbar spine has
 
 
@@ -56,6 +60,13 @@ def truth_location(disc):
                         np.array([20.0, 16.0, 5.0]))
 
 
+def case_axial(seed: int, profile: str) -> bool:
+    """Whether case ``seed`` of ``profile`` is generated with an axial T2 stack (its own draw, so
+    that adding the stack left every seed's contrast and pathology as they were)."""
+    rng = np.random.default_rng([int(seed), 434343, PROFILES.index(profile)])
+    return bool(rng.random() < AXIAL_SHARE)
+
+
 def case_settings(seed: int, profile: str):
     """(contrast, PhantomConfig) of case ``seed`` under ``profile`` (deterministic in the seed)."""
     from ..phantom import LevelPathology, PhantomConfig
@@ -77,29 +88,35 @@ def case_settings(seed: int, profile: str):
 
 
 def crops_of_case(case, contrast: str) -> CropSet:
-    """One normalised crop per ground-truth disc of a generated case."""
+    """One normalised crop per ground-truth disc of a generated case (with its axial crop where the
+    case has an axial stack)."""
     from ..discs.crop import extract_crop
 
-    imgs, grades, levels, outside = [], [], [], []
+    imgs, axials, grades, levels, outside = [], [], [], [], []
     for d in case.truth.discs:
-        crop = extract_crop(case.image, truth_location(d))
+        loc = truth_location(d)
+        crop = extract_crop(case.image, loc)
         x = normalise_crop(crop.image.array, crop.inside)
         imgs.append(quantise_crop(x))
+        axials.append(axial_channel(extract_crop(case.axial, loc)) if case.axial is not None else None)
         grades.append([d.grades[h].grade for h in HEAD_NAMES])
         levels.append(d.level)
         outside.append(crop.outside_fraction)
     n = len(imgs)
     if n == 0:
         return CropSet.empty()
+    axial = None
+    if any(a is not None for a in axials):
+        axial = np.stack([a if a is not None else np.full(imgs[0].shape, NO_AXIAL, np.uint8) for a in axials])
     return CropSet(np.stack(imgs), np.asarray(grades, np.int64), np.asarray(levels, str), np.asarray(outside, np.float32),
-                   np.full(n, case.seed, np.int64), np.full(n, contrast, dtype="<U8"))
+                   np.full(n, case.seed, np.int64), np.full(n, contrast, dtype="<U8"), axial=axial)
 
 
 def prepare_case(seed: int, profile: str = "train", fov: str = "lumbar") -> CropSet:
     from ..phantom import generate_case
 
     contrast, cfg = case_settings(seed, profile)
-    case = generate_case(int(seed), fov, contrast, cfg)
+    case = generate_case(int(seed), fov, contrast, cfg, axial=case_axial(seed, profile))
     return crops_of_case(case, contrast)
 
 

@@ -25,7 +25,7 @@ from .heads import head_log_probabilities, n_classes, probabilities, split_outpu
 from .loss import loss_on_batch
 from .metrics import RSNA_CONDITIONS, head_metrics, rsna_weighted_log_loss
 from .targets import bits, known, rsna_truth, set_nll
-from .network import NETWORK_KWARGS, build_network
+from .network import NETWORK_KWARGS, build_network, input_channels, widen_input
 
 log = logging.getLogger("spinegrade")
 
@@ -66,7 +66,7 @@ def split_sets(cfg: GradingTrainingConfig):
 @torch.no_grad()
 def raw_outputs(network: torch.nn.Module, crops: CropSet, device, batch_size: int = 64) -> torch.Tensor:
     network.eval()
-    outs = [network(x).float().cpu() for x in iterate_images(crops, batch_size, device)]
+    outs = [network(x).float().cpu() for x in iterate_images(crops, batch_size, device, input_channels(network))]
     return torch.cat(outs) if outs else torch.zeros((0, 0))
 
 
@@ -114,12 +114,13 @@ def initial_network(cfg: GradingTrainingConfig):
     grader = Grader.load(cfg.init, "cpu")
     info = grader.model.model_info
     network = build_network()
-    try:
-        network.load_state_dict(grader.network.state_dict())
-    except RuntimeError as e:  # another architecture: fine-tuning needs the same network
+    try:  # a sagittal-only bundle gains the axial channels with zero weights (same outputs)
+        state = widen_input(grader.network.state_dict(), input_channels(network))
+        network.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as e:  # another architecture: fine-tuning needs the same network
         raise DatasetError(f"{cfg.init}: its network does not match SpineGrade's grading network ({e})") from e
     return network, dict(grader.temperatures), {"path": str(cfg.init), "name": info.name, "version": info.version,
-                                               "sha256": info.sha256,
+                                               "sha256": info.sha256, "input_channels": input_channels(grader.network),
                                                "changelog": dict(grader.model.metadata.get("changelog") or {})}
 
 
@@ -134,11 +135,12 @@ def train_grading_model(cfg: GradingTrainingConfig, checkpoint: Path, train: Opt
         train, held = split_sets(cfg)
     if len(train) == 0 or len(held) == 0:
         raise DatasetError(f"training needs crops on both sides of the split ({len(train)} training, {len(held)} held out)")
-    log.info("training on %d crops from %d cases; %d held-out crops from %d cases",
-             len(train), len(np.unique(train.case)), len(held), len(np.unique(held.case)))
+    log.info("training on %d crops from %d cases (%d with axial T2); %d held-out crops from %d cases (%d with axial T2)",
+             len(train), len(np.unique(train.case)), int(train.has_axial.sum()), len(held), len(np.unique(held.case)),
+             int(held.has_axial.sum()))
     network, init_temps, init_info = initial_network(cfg)
     network = network.to(cfg.device)
-    source = BatchSource(train, cfg.batch_size, cfg.device, cfg.seed, Augment())
+    source = BatchSource(train, cfg.batch_size, cfg.device, cfg.seed, Augment(), channels=input_channels(network))
 
     def validate(net):
         m = evaluate_outputs(raw_outputs(net, held, cfg.device), held)
@@ -164,6 +166,7 @@ def train_grading_model(cfg: GradingTrainingConfig, checkpoint: Path, train: Opt
         "held_out": {"uncalibrated": before, "calibrated": after, "crops": len(held),
                      "cases": [int(c) for c in np.unique(held.case)]},
         "training": {"crops": len(train), "cases": int(len(np.unique(train.case))),
+                     "crops_with_axial": int(train.has_axial.sum()),
                      "class_counts": {h: np.bincount(t[t >= 0], minlength=n_classes(h)).tolist()
                                       for h, t in zip(HEAD_NAMES, train.targets.T)},
                      "labelled_crops": {h: int(k) for h, k in zip(HEAD_NAMES, known(train.allowed).sum(0))}},

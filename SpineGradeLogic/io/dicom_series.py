@@ -136,7 +136,7 @@ def find_series(paths: Iterable[Path]) -> List[SeriesInfo]:
                 columns=int(ds.Columns),
                 headers={
                     k: str(getattr(ds, k, "") or "")
-                    for k in ("StudyInstanceUID", "PatientID", "Manufacturer", "MagneticFieldStrength",
+                    for k in ("StudyInstanceUID", "FrameOfReferenceUID", "PatientID", "Manufacturer", "MagneticFieldStrength",
                               "RepetitionTime", "EchoTime", "InversionTime")
                 },
             )

@@ -36,6 +36,11 @@ class LoadedStudy:
     info: InputInfo
     series: List[SeriesInfo] = field(default_factory=list)
 
+    def chosen_series(self) -> Optional[SeriesInfo]:
+        """The DICOM series the volume was read from (None for a volume file)."""
+        uid = self.info.series_instance_uid
+        return next((s for s in self.series if s.series_instance_uid == uid), None) if uid else None
+
     def other_series(self, plane: Optional[str] = None) -> List[SeriesInfo]:
         """Series not used for the main volume (e.g. an axial T2 for the grading stage)."""
         chosen = self.info.series_instance_uid
@@ -55,8 +60,9 @@ def sequence_from_filename(path: PathLike) -> str:
     return "unknown"
 
 
-def load_volume_file(path: Path, sequence: Optional[str] = None) -> LoadedStudy:
-    """Read a NIfTI, NRRD or MHA/MHD file, checking its header before its pixels."""
+def load_volume_pixels(path: Path) -> Volume:
+    """A NIfTI, NRRD or MHA/MHD file as a float32 `Volume`, its header checked before its pixels
+    (size, NIfTI truncation and NaNs); any plane."""
     name = str(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(name)
@@ -73,7 +79,13 @@ def load_volume_file(path: Path, sequence: Optional[str] = None) -> LoadedStudy:
         raise InputError(f"{name}: corrupt or truncated image data") from None
     if image.GetDimension() == 4:  # a 4-D file with one time point
         image = image[:, :, :, 0]
-    volume = Volume.from_sitk(sitk.Cast(image, sitk.sitkFloat32), source=name)
+    return Volume.from_sitk(sitk.Cast(image, sitk.sitkFloat32), source=name)
+
+
+def load_volume_file(path: Path, sequence: Optional[str] = None) -> LoadedStudy:
+    """Read a NIfTI, NRRD or MHA/MHD file as the study's sagittal series."""
+    name = str(path)
+    volume = load_volume_pixels(path)
     plane = _checked(volume, name)
     seq = sequence or sequence_from_filename(path)
     info = InputInfo(

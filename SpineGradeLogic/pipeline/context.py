@@ -27,6 +27,8 @@ class RunOptions:
     saliency_methods: List[str] = field(default_factory=lambda: ["gradcam"])
     device: str = "cpu"
     bundles: Dict[str, Path] = field(default_factory=dict)  # model name -> bundle folder override
+    axial: Optional[Path] = None  # the axial T2 series (file or DICOM folder); None: the study's own, if any
+    use_axial: bool = True  # False: grade from the sagittal series alone
 
 
 @dataclass

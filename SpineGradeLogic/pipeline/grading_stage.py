@@ -8,6 +8,14 @@ Crops partly outside the field of view (a level at the edge of the image): more 
 ``MAX_OUTSIDE`` (30 %) of the crop outside -> the level is not graded, with a warning; more than
 ``WARN_OUTSIDE`` (10 %) -> graded, with a warning. Never an exception.
 
+Axial T2 (a 3-channel model, bundle 0.3.0 on): the series named by ``RunOptions.axial``, else the
+study's own axial series in the sagittal series' frame of reference (``io/axial.py``), is cut on every
+level's crop grid through world coordinates and given to the model beside the sagittal crop; each
+graded disc records the share of its crop the axial slices cover (``disc.extra["axial_coverage"]``,
+0 where none reach) and ``input.extra["axial_series"]`` says which series it was. Without one, or
+with ``RunOptions.use_axial`` off, levels are graded from the sagittal crop alone. An axial series
+that cannot be read is a warning, never a failed run.
+
 Saliency (``RunOptions.saliency``): ``"default"`` makes one map per level, for the level's most
 abnormal head (highest probability of a non-normal class; Pfirrmann 1-2 count as normal), explaining
 the predicted grade or, where that is normal, the most probable abnormal grade; ``"all"`` makes one
@@ -51,6 +59,42 @@ def grader_for(ctx: StudyContext):
     return grader
 
 
+def axial_for(ctx: StudyContext, grader):
+    """The axial series the grader reads (an :class:`~SpineGradeLogic.io.axial.AxialSeries`), or None;
+    found once per run and kept in ``ctx.artifacts["axial"]``."""
+    if "axial" in ctx.artifacts:
+        return ctx.artifacts["axial"]
+    from ..io.axial import load_axial, pick_axial_series, read_axial_series
+
+    opts, found = ctx.options, None
+    named = opts.axial is not None
+    ctx.result.input.extra.pop("axial_series", None)  # a regraded result says what this run used
+    try:
+        if not opts.use_axial:
+            pass
+        elif named:
+            found = load_axial(opts.axial)
+        elif ctx.study is not None and ctx.study.series:
+            chosen = ctx.study.chosen_series()
+            frame = chosen.headers.get("FrameOfReferenceUID") if chosen is not None else None
+            info = pick_axial_series(ctx.study.other_series("axial"), frame)
+            found = read_axial_series(info) if info is not None else None
+    except Exception as e:  # noqa: BLE001 - any unreadable axial series: grade from the sagittal alone
+        ctx.warn(f"disc grading: the axial series could not be used ({e}); levels graded from the sagittal series alone")
+        found = None
+    if found is not None and not grader.uses_axial:
+        if named:
+            ctx.warn("disc grading: the installed grading model reads sagittal crops only; the axial series was not used")
+        found = None
+    if found is not None:
+        ctx.result.input.extra["axial_series"] = found.summary()
+        if found.sequence not in ("T2", "unknown"):
+            ctx.warn(f"disc grading: the axial series is {found.sequence}, the model learned axial T2; "
+                     "treat the stenosis grades with care")
+    ctx.artifacts["axial"] = found
+    return found
+
+
 def _heads(ctx: StudyContext) -> List[str]:
     heads = [h for h in (ctx.options.heads or list(HEADS)) if h in HEADS]
     unknown = [h for h in (ctx.options.heads or []) if h not in HEADS]
@@ -74,10 +118,12 @@ class GradingStage(Stage):
         from ..discs.crop import extract_crop
 
         heads = _heads(ctx)
+        axial = axial_for(ctx, grader)
         kept = []
         for loc in locations:
             try:
                 crop = extract_crop(ctx.study.volume, loc)
+                ax_crop = extract_crop(axial.volume, loc) if axial is not None else None
             except Exception as e:  # a degenerate frame or geometry: this level only
                 ctx.warn(f"disc grading: {loc.level} could not be cropped ({e}); not graded")
                 continue
@@ -89,11 +135,13 @@ class GradingStage(Stage):
             if f > WARN_OUTSIDE:
                 ctx.warn(f"disc grading: {loc.level} graded although {f:.0%} of its crop lies outside the image; "
                          "treat its grades with care")
-            kept.append((loc, crop))
+            kept.append((loc, crop, ax_crop))
         crops: Dict[str, object] = {}
+        axial_crops: Dict[str, object] = {}
         for i in range(0, len(kept), BATCH):
             part = kept[i:i + BATCH]
-            for (loc, crop), grades in zip(part, grader.grade([c for _, c in part], heads)):
+            graded = grader.grade([c for _, c, _ in part], heads, [a for _, _, a in part])
+            for (loc, crop, ax_crop), grades in zip(part, graded):
                 disc = ctx.result.disc(loc.level)
                 if disc is None:
                     disc = loc.to_disc()
@@ -101,8 +149,12 @@ class GradingStage(Stage):
                 disc.grades.update(grades)
                 if crop.outside_fraction > 0:
                     disc.extra["crop_outside_fraction"] = round(float(crop.outside_fraction), 4)
+                if axial is not None:
+                    disc.extra["axial_coverage"] = axial_coverage(ax_crop)
                 crops[loc.level] = crop
+                axial_crops[loc.level] = ax_crop
         ctx.artifacts["disc_crops"] = crops
+        ctx.artifacts["axial_crops"] = axial_crops
         if crops and "pfirrmann" in heads and getattr(ctx.result.input, "sequence", None) == "T1":
             # Pfirrmann grades nucleus water, which only T2-weighted signal shows
             ctx.warn("disc grading: Pfirrmann grades are defined on T2-weighted images and this series is T1, "
@@ -136,7 +188,7 @@ class SaliencyStage(Stage):
             if disc is None or not disc.grades:
                 continue
             probs = {h: np.asarray(g.probabilities) for h, g in disc.grades.items()}
-            x = grader.input_tensor([crop])
+            x = grader.input_tensor([crop], [(ctx.artifacts.get("axial_crops") or {}).get(level)])
             for head in heads_for_level(probs, mode, list(probs)):
                 cls = evidence_class(head, probs[head])
                 for k, method in enumerate(methods):
@@ -146,6 +198,13 @@ class SaliencyStage(Stage):
                     ctx.heatmaps[path] = map_to_input(m, crop, ctx.study.volume)
                     disc.saliency[head if k == 0 else f"{head}:{method}"] = path
                 disc.extra.setdefault("saliency_class", {})[head] = int(HEADS[head][cls])
+
+
+def axial_coverage(ax_crop) -> float:
+    """Share of a level's crop the axial slices cover, as the model saw it (0 below ``MIN_AXIAL_INSIDE``)."""
+    from ..grading.data import axial_input
+
+    return round(float(axial_input(ax_crop)[1].mean()), 4)
 
 
 def grading_stages() -> List[Stage]:

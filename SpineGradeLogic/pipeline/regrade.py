@@ -184,6 +184,9 @@ class CorrectNamesStage(Stage):
             raise InputError(f"{src}: the image no longer has the geometry of the result's segmentation "
                              "(the file was replaced?); run spinegrade run on it instead")
         ctx.study = study
+        axial_source = (result.input.extra.get("axial_series") or {}).get("source")
+        if o.axial is None and axial_source not in (None, "study") and Path(axial_source).exists():
+            o.axial = Path(axial_source)  # the axial volume file the first run was given
 
         changed = [(old, new) for old, new in mapping.items() if old != new]
         for v in result.vertebrae:

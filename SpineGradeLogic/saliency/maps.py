@@ -68,7 +68,9 @@ def integrated_gradients_map(model: HeadLogProb, x: torch.Tensor, class_idx: int
     with torch.enable_grad():
         attr = ig.attribute(x, baselines=torch.zeros_like(x), target=int(class_idx), n_steps=steps,
                             internal_batch_size=steps)
-    a = np.clip(attr[0, 0].detach().cpu().numpy(), 0, None)
+    # the image channels' attributions summed (sagittal, and axial T2 on the same grid where the model
+    # reads it); the axial presence mask is not evidence
+    a = np.clip(attr[0, :min(2, attr.shape[1])].sum(0).detach().cpu().numpy(), 0, None)
     return _scale01(gaussian_filter(a, 1.0))
 
 
@@ -89,7 +91,7 @@ def saliency_map(method: str, network: torch.nn.Module, x: torch.Tensor, head: s
                  temperature: float = 1.0, gradcam_layer: str = "features.3") -> np.ndarray:
     """One map ``[24, 80, 64]`` in [0, 1] on the crop grid for ``head``'s class ``class_idx``.
 
-    ``x`` is one normalised crop ``[1, 1, 24, 80, 64]``.
+    ``x`` is one normalised crop ``[1, C, 24, 80, 64]`` (``Grader.input_tensor``).
     """
     model = HeadLogProb(network, head, temperature)
     if method == "gradcam":

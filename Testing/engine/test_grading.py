@@ -31,7 +31,7 @@ def test_network_shapes_and_size():
     n_params = sum(p.numel() for p in net.parameters())
     assert n_params * 4 < 5e6  # a few MB of float32 weights
     with torch.no_grad():
-        raw = net(torch.rand(3, 1, *CROP_SHAPE))
+        raw = net(torch.rand(3, 3, *CROP_SHAPE))
     assert raw.shape == (3, OUTPUT_SIZE)
     probs = probabilities(raw)
     for h in HEAD_NAMES:
