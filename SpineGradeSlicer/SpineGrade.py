@@ -118,6 +118,7 @@ class SpineGradeParameterNode:
     """The panel's state, saved with the scene.
 
     inputVolume - the sagittal spine MRI to grade.
+    axialVolume - the same study's axial T2 series (optional; the grading model reads it at each level).
     heads - grading heads to run, comma separated ("all" for every head).
     saliencyMode - default (the most abnormal head per level), all heads, or none.
     saliencyMethod - gradcam, ig (Integrated Gradients) or occlusion.
@@ -128,6 +129,7 @@ class SpineGradeParameterNode:
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
+    axialVolume: Optional[vtkMRMLScalarVolumeNode] = None
     heads: str = "all"
     saliencyMode: Annotated[str, Choice(["default", "all", "none"])] = "default"
     saliencyMethod: Annotated[str, Choice(["gradcam", "ig", "occlusion"])] = "gradcam"
@@ -340,7 +342,7 @@ class SpineGradeLogic(ScriptedLoadableModuleLogic):
         heads = None if p.heads in ("", "all") else [h.strip() for h in p.heads.split(",") if h.strip()]
         bundles = str(p.modelBundlePath) if p.modelBundlePath and str(p.modelBundlePath) not in ("", ".") else None
         return dict(heads=heads, saliency=p.saliencyMode, saliency_methods=[p.saliencyMethod],
-                    device="cuda" if p.useGPU else "cpu", models_dir=bundles)
+                    device="cuda" if p.useGPU else "cpu", models_dir=bundles, axial_node=p.axialVolume)
 
     def start(self, volumeNode, workDir=None, **options):
         """Start the engine in the background; returns (EngineProcess, RunRequest)."""
@@ -352,8 +354,8 @@ class SpineGradeLogic(ScriptedLoadableModuleLogic):
         return processing.load(slicer.mrmlScene, Path(resultDir), volumeNode, study)
 
     def process(self, volumeNode, heads=None, saliency="default", saliencyMethods=("gradcam",), device="cpu",
-                modelsDir=None, workDir=None, showProgress=True):
-        """Grade ``volumeNode`` and return the nodes (a ``StudyNodes``: segmentation, vertebrae,
+                modelsDir=None, workDir=None, showProgress=True, axialVolumeNode=None):
+        """Grade ``volumeNode`` (with the study's axial T2 ``axialVolumeNode`` where given) and return the nodes (a ``StudyNodes``: segmentation, vertebrae,
         discs (level -> ROI), table, saliency (key -> volume), result). Blocks until done."""
         dialog = slicer.util.createProgressDialog(labelText=_("SpineGrade"), maximum=100) if showProgress else None
 
@@ -366,7 +368,7 @@ class SpineGradeLogic(ScriptedLoadableModuleLogic):
 
         try:
             return processing.process(slicer.mrmlScene, volumeNode, workDir, heads, saliency, saliencyMethods,
-                                      device, models_dir=modelsDir, on_progress=onProgress)
+                                      device, models_dir=modelsDir, on_progress=onProgress, axial_node=axialVolumeNode)
         finally:
             if dialog is not None:
                 dialog.close()

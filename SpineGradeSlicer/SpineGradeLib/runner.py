@@ -94,6 +94,7 @@ class RunRequest:
     bundles: Dict[str, Path] = field(default_factory=dict)
     sequence: Optional[str] = None
     models_dir: Optional[Path] = None  # a folder of model bundles (SPINEGRADE_MODELS for the engine)
+    axial: Optional[Path] = None  # the study's axial T2 series, written beside the input
 
 
 def build_command(req: RunRequest, python: Optional[str] = None) -> List[str]:
@@ -111,6 +112,8 @@ def build_command(req: RunRequest, python: Optional[str] = None) -> List[str]:
         cmd += ["--bundle", f"{name}={path}"]
     if req.sequence:
         cmd += ["--sequence", req.sequence]
+    if req.axial:
+        cmd += ["--axial", str(req.axial)]
     return cmd
 
 

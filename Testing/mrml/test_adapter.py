@@ -14,7 +14,7 @@ import vtk  # noqa: E402
 
 from SpineGradeLogic.names import HEADS  # noqa: E402
 from SpineGradeLogic.results import read_result_folder  # noqa: E402
-from SpineGradeSlicer.SpineGradeLib import colortable, mrml_adapter  # noqa: E402
+from SpineGradeSlicer.SpineGradeLib import colortable, mrml_adapter, runner  # noqa: E402
 
 
 def _load(scene, study):
@@ -200,4 +200,19 @@ def test_volume_node_written_for_the_engine_keeps_its_geometry(scene, tmp_path):
     back = read_volume(req.input)
     assert back.same_geometry(vol, tol=1e-4)
     assert np.array_equal(back.array, vol.array)
-    assert req.out_dir == tmp_path / "result" and req.heads == ["pfirrmann"]
+    assert req.out_dir == tmp_path / "result" and req.heads == ["pfirrmann"] and req.axial is None
+
+
+def test_an_axial_node_is_written_beside_the_input_in_its_own_geometry(scene, tmp_path):
+    from SpineGradeLogic.io.axial import load_axial
+    from SpineGradeLogic.phantom import PhantomConfig, generate_case
+    from SpineGradeSlicer.SpineGradeLib import processing
+
+    case = generate_case(21, "lumbar", "T2", PhantomConfig.small(), axial=True)
+    sag = mrml_adapter.add_volume_node(scene, case.image, "sagittal")
+    ax = mrml_adapter.add_volume_node(scene, case.axial, "axial")
+    req = processing.make_request(sag, tmp_path, axial_node=ax)
+    assert req.axial == tmp_path / "input" / "axial.nii.gz"
+    back = load_axial(req.axial).volume  # what the engine reads: still an axial series, same place
+    assert back.same_geometry(case.axial, tol=1e-4)
+    assert "--axial" in runner.build_command(req, python="py")

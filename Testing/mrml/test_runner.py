@@ -45,9 +45,11 @@ def test_build_command_is_accepted_by_the_engine_cli(tmp_path):
     from SpineGradeLogic.cli import build_parser
 
     req = runner.RunRequest(tmp_path / "a.nii.gz", tmp_path / "o", heads=["pfirrmann"], saliency="none",
-                            saliency_methods=["occlusion"], device="cuda", bundles={"x": tmp_path})
+                            saliency_methods=["occlusion"], device="cuda", bundles={"x": tmp_path},
+                            axial=tmp_path / "ax ial.nii.gz")
     args = build_parser().parse_args(runner.build_command(req, python="py")[3:])
     assert args.command == "run" and args.heads == ["pfirrmann"] and args.saliency == "none"
+    assert args.axial == tmp_path / "ax ial.nii.gz" and not args.no_axial
 
 
 def test_engine_environment(tmp_path):
