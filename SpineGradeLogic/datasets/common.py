@@ -160,16 +160,21 @@ class LabelledStudy:
             raise DatasetError(f"{self.source}: study {self.study_id} has no reference segmentation")
         return self.segmentation_loader()
 
+    def axial_t2_name(self) -> Optional[str]:
+        """The name of the study's axial T2 among `other_images` (RSNA: ``"Axial T2 (<series>)"``), or None."""
+        names = [n for n in self.other_images if "axial" in n.lower() and "t2" in n.lower()]
+        return sorted(names)[0] if names else None
+
     def load_other(self, name: str) -> Volume:
         """Read one of `other_images` (any plane: an axial series is read as it is)."""
         from ..io.dicom_series import find_series, read_series
-        from ..io.study import is_volume_file, load_volume_file
+        from ..io.study import is_volume_file, load_volume_pixels
 
         if name not in self.other_images:
             raise DatasetError(f"study {self.study_id} has no other image '{name}' (has: {', '.join(self.other_images) or 'none'})")
         path = Path(self.other_images[name])
         if path.is_file() and is_volume_file(path):
-            return load_volume_file(path).volume
+            return load_volume_pixels(path)  # any plane: not the sagittal checks of a main image
         series = find_series([path])
         if not series:
             raise DatasetError(f"{path}: no DICOM image series in this folder")

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import DatasetError, InputError
 from ..names import HEAD_NAMES, HEADS, disc_label
-from .data import CropSet, normalise_crop, quantise_crop
+from .data import NO_AXIAL, CropSet, axial_channel, normalise_crop, quantise_crop
 from .targets import indices_from_masks, mask_row
 
 log = logging.getLogger("spinegrade")
@@ -49,7 +49,7 @@ MATCH_MM = 20.0  # a found disc this close to the dataset's anchor is that level
 ANCHOR_BEHIND_DISC_MM = {"mask_centroid": 0.0, "given": 0.0, "canal_point": 25.0, "foramina_mean": 20.0,
                          "subarticular_mean": 22.0}
 MAX_OUTSIDE = 0.3  # as the grading stage: a crop more than this outside the field of view is not graded
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: crops carry the study's axial T2 where it has one
 
 
 @dataclass
@@ -192,6 +192,25 @@ def match_levels(study, found: Sequence) -> Dict[str, object]:
 
 
 # --- crops ----------------------------------------------------------------------------------
+def study_axial(study, warnings: List[str]):
+    """The study's axial T2 as a Volume (RSNA's "Axial T2" series), or None; unreadable -> a warning."""
+    name = study.axial_t2_name()
+    if name is None:
+        return None
+    try:
+        from ..io.orientation import acquisition_plane
+
+        volume = study.load_other(name)
+        plane = acquisition_plane(volume).plane
+        if plane != "axial":
+            warnings.append(f"{study.study_id}: '{name}' is a {plane} series, not axial; crops without the axial T2")
+            return None
+        return volume
+    except Exception as e:  # noqa: BLE001 - one study's unreadable axial: its crops go on sagittal-only
+        warnings.append(f"{study.study_id}: '{name}' could not be read ({e}); crops without the axial T2")
+        return None
+
+
 def study_crops(study, locate: str = "auto", vertebra_model=None, device: str = "cpu",
                 max_outside: float = MAX_OUTSIDE) -> StudyCrops:
     """Crops of every placeable labelled level of one study (reads its image)."""
@@ -221,7 +240,8 @@ def study_crops(study, locate: str = "auto", vertebra_model=None, device: str = 
         warnings += w
         for level, loc in fallback.items():
             places.setdefault(level, (loc, "dataset"))
-    imgs, grades, masks, levels, outside, placed = [], [], [], [], [], {}
+    axial = study_axial(study, warnings)
+    imgs, axials, grades, masks, levels, outside, placed = [], [], [], [], [], [], {}
     for level, label in study.levels.items():
         if level not in places:
             warnings.append(f"{study.study_id} {level}: not placed ({'no anchor and ' if label.center_ras is None else ''}"
@@ -234,6 +254,8 @@ def study_crops(study, locate: str = "auto", vertebra_model=None, device: str = 
             continue
         x = normalise_crop(crop.image.array, crop.inside)
         imgs.append(quantise_crop(x))
+        axials.append(axial_channel(extract_crop(axial, loc)) if axial is not None
+                      else np.full(x.shape, NO_AXIAL, np.uint8))
         row = mask_row({h: label.allowed(h) for h in label.grades})
         masks.append(row)
         idx = indices_from_masks(row[None])[0]
@@ -248,7 +270,7 @@ def study_crops(study, locate: str = "auto", vertebra_model=None, device: str = 
     else:
         crops = CropSet(np.stack(imgs), np.asarray(grades, np.int64), np.asarray(levels, str),
                         np.asarray(outside, np.float32), np.full(n, case, np.int64),
-                        np.full(n, study.sequence, dtype="<U8"), np.stack(masks))
+                        np.full(n, study.sequence, dtype="<U8"), np.stack(masks), np.stack(axials))
     return StudyCrops(study.study_id, study.patient_id, study.subset, crops, placed, warnings)
 
 
@@ -266,7 +288,7 @@ def _load_cached(path: Path, key: str) -> Optional[StudyCrops]:
                 return None
             meta = json.loads(str(d["meta"]))
             crops = CropSet(d["image"], d["grades"].astype(np.int64), d["level"], d["outside"], d["case"],
-                            d["contrast"], d["allowed"])
+                            d["contrast"], d["allowed"], d["axial"])
     except Exception:  # an unreadable or foreign cache file is made again
         return None
     return StudyCrops(meta["study_id"], meta["patient_id"], meta["subset"], crops, meta["placed"], meta["warnings"])

@@ -343,3 +343,36 @@ def test_finetune_vertebrae_starts_from_the_installed_bundle(monkeypatch, tmp_pa
     monkeypatch.delenv("SPINEGRADE_VERTEBRAE_BUNDLE", raising=False)
     with pytest.raises(DatasetError, match="none is installed"):
         default_vertebra_init(argparse.Namespace(init=None))
+
+
+def test_rsna_crops_carry_the_studys_axial_t2(tmp_path):
+    import shutil
+
+    from fixtures_dicom import write_dicom_series
+    from fixtures_datasets import rename_to_instances
+    from SpineGradeLogic.io.volume import Volume
+
+    root = write_rsna(tmp_path / "rsna")
+    study = open_dataset(root).study("100")
+    assert study.axial_t2_name() == "Axial T2 (13)"
+    sag = study.load()
+    # an axial stack (LPS axes: rows to the left, columns posterior, slices superior) over the sagittal field
+    corners = sag.index_to_ras(np.array([[i, j, k] for i in (0, sag.shape[0] - 1) for j in (0, sag.shape[1] - 1)
+                                         for k in (0, sag.shape[2] - 1)], float))
+    lo_lps = np.diag([-1.0, -1.0, 1.0]) @ corners.T
+    lo, hi = lo_lps.min(1) - 30, lo_lps.max(1) + 30
+    spacing = np.array([0.8, 0.8, 4.0])
+    shape = tuple(int(n) for n in np.ceil((hi - lo) / spacing) + 1)
+    ax = Volume(np.random.default_rng(2).normal(100, 10, shape).astype(np.float32), tuple(spacing), tuple(lo), np.eye(3))
+    folder = root / "train_images" / "100" / "13"
+    shutil.rmtree(folder)
+    write_dicom_series(ax, folder, description="Axial T2", series_number=13)
+    rename_to_instances(folder)
+    sc = dc.study_crops(study, locate="dataset", max_outside=1.0)
+    assert len(sc.crops) and sc.crops.has_axial.all(), sc.warnings
+    # an unreadable axial series: a warning, and the crops go on without it
+    for f in folder.glob("*.dcm"):
+        f.write_bytes(b"broken")
+    sc = dc.study_crops(study, locate="dataset", max_outside=1.0)
+    assert len(sc.crops) and not sc.crops.has_axial.any()
+    assert any("Axial T2 (13)" in w and "could not be read" in w for w in sc.warnings)
