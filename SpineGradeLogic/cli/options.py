@@ -15,10 +15,10 @@ def add_run_options(p: argparse.ArgumentParser, series: bool = True) -> None:
     if series:
         g.add_argument("--series-uid", help="use the DICOM series with this SeriesInstanceUID")
         g.add_argument("--series-description", help="use the DICOM series whose description contains this text")
+        g.add_argument("--axial", type=Path, metavar="PATH",
+                       help="the study's axial T2 series (volume file or DICOM folder) for the grading model; "
+                            "default: the DICOM study's own axial series, if any")
     g.add_argument("--sequence", choices=["T1", "T2", "STIR"], help="the sequence, where headers or file name do not tell it")
-    g.add_argument("--axial", type=Path, metavar="PATH",
-                   help="the study's axial T2 series (volume file or DICOM folder) for the grading model; "
-                        "default: the DICOM study's own axial series, if any")
     g.add_argument("--no-axial", action="store_true", help="grade from the sagittal series alone")
     g.add_argument("--heads", nargs="+", metavar="HEAD", choices=HEAD_NAMES, help="grading heads to run (default: all)")
     g.add_argument("--saliency", choices=["default", "all", "none"], default="default",
