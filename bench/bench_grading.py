@@ -1,6 +1,6 @@
 """Grading bench: evidence (saliency on generated lesions) and speed (grades + default saliency per study).
 
-    python bench/bench_grading.py [--bundle PATH] [--n 10] [--method gradcam ig occlusion] [--threads 2]
+    python bench/bench_grading.py [--bundle PATH] [--n 10] [--method gradcam ig occlusion] [--threads 2] [--no-axial]
 
 Evidence: cases from seeds 300000+ with one lesion forced at L4/L5 (a central herniation, a Modic 2
 change, a 6 mm slip); the map of the lesion's head (disc_herniation, modic, spondylolisthesis) for
@@ -11,6 +11,9 @@ mode's "most abnormal head" is the lesion's head. Regions: herniation = voxels o
 the disc's label (endplate defects are switched off in these cases so no Schmorl node shares it);
 Modic = voxels of tissue MODIC1-3; slip = the disc's own voxels dilated by 3 mm (the generator gives
 no slip mask: the step-off lies at the disc's margins; an approximation).
+
+Every case also holds an axial T2 stack, which a model that reads one (0.3.0 on) is given, as a run
+would give it; ``--no-axial`` measures the sagittal crop alone.
 
 Speed: one lumbar study, every truth level graded and the default saliency, torch on ``--threads``.
 """
@@ -25,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 
-def lesion_cases(kind: str, n: int, start: int = 300000):
+def lesion_cases(kind: str, n: int, start: int = 300000, axial: bool = True):
     from SpineGradeLogic.phantom import LevelPathology, PhantomConfig, generate_case
 
     forced = {
@@ -35,7 +38,8 @@ def lesion_cases(kind: str, n: int, start: int = 300000):
         "slip": LevelPathology(slip_mm=6.0),
     }[kind]
     for seed in range(start, start + n):
-        yield generate_case(seed, "lumbar", "T2", PhantomConfig(levels={"L4/L5": forced}))
+        yield generate_case(seed, "lumbar", "T2", PhantomConfig(levels={"L4/L5": forced}, axial_lower_share=0.0),
+                            axial=axial)
 
 
 def lesion_mask(case, kind: str, level: str):
@@ -65,7 +69,7 @@ def lesion_mask(case, kind: str, level: str):
     return case.image.with_array(m.astype(np.float32))
 
 
-def evidence(grader, kind: str, n: int, method: str):
+def evidence(grader, kind: str, n: int, method: str, axial: bool = True):
     import torch
 
     from SpineGradeLogic.discs.crop import extract_crop
@@ -75,7 +79,7 @@ def evidence(grader, kind: str, n: int, method: str):
 
     head = {"herniation": "disc_herniation", "modic": "modic", "slip": "spondylolisthesis"}[kind]
     ratios, peaks, picked = [], [], []
-    for case in lesion_cases(kind, n):
+    for case in lesion_cases(kind, n, axial=axial):
         disc = case.truth.disc("L4/L5")
         if disc is None:
             continue
@@ -84,8 +88,9 @@ def evidence(grader, kind: str, n: int, method: str):
         mask = extract_crop(lesion_mask(case, kind, "L4/L5"), loc).image.array > 0.5
         if not mask.any():
             continue
-        probs = grader.predict(grader.input_tensor([crop]))[0]
-        x = grader.input_tensor([crop])
+        ax = [extract_crop(case.axial, loc)] if case.axial is not None else None
+        x = grader.input_tensor([crop], ax)
+        probs = grader.predict(x)[0]
         cls = evidence_class(head, probs[head])
         m = saliency_map(method, grader.network, x, head, cls, grader.temperatures[head], grader.gradcam_layer)
         m = m * crop.inside
@@ -96,7 +101,7 @@ def evidence(grader, kind: str, n: int, method: str):
     return ratios, peaks, picked
 
 
-def speed(grader_path: Path, threads: int) -> float:
+def speed(grader_path: Path, threads: int, axial: bool = True) -> float:
     import torch
 
     from SpineGradeLogic.grading.prepare import truth_location
@@ -110,11 +115,15 @@ def speed(grader_path: Path, threads: int) -> float:
 
     torch.set_num_threads(threads)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    case = generate_case(300999, "lumbar", "T2")
+    from SpineGradeLogic.io.axial import AxialSeries
+
+    case = generate_case(300999, "lumbar", "T2", axial=axial)
     times = []
     for _ in range(3):
         ctx = StudyContext("bench", Path(tempfile.gettempdir()) / "bench-grading",
                            RunOptions(bundles={"spinegrade_grading": grader_path}))
+        if case.axial is not None:  # as the stage would have read it from the study
+            ctx.artifacts["axial"] = AxialSeries(case.axial, "AX T2 TSE", None, "T2", "bench")
         ctx.study = LoadedStudy(case.image, case.truth.input)
         ctx.result = StudyResult(case.truth.input)
         ctx.artifacts["disc_locations"] = [truth_location(d) for d in case.truth.discs]
@@ -122,7 +131,8 @@ def speed(grader_path: Path, threads: int) -> float:
         GradingStage().run(ctx)
         SaliencyStage().run(ctx)
         times.append(time.perf_counter() - t0)
-    print(f"speed: {len(case.truth.discs)} levels graded + default saliency: "
+    print(f"speed: {len(case.truth.discs)} levels graded + default saliency"
+          f"{' with the axial T2' if case.axial is not None else ''}: "
           f"{min(times[1:]):.2f} s per study (first run, with model loading: {times[0]:.2f} s), {threads} threads")
     return min(times[1:])
 
@@ -133,6 +143,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10, help="cases per lesion kind")
     ap.add_argument("--method", nargs="+", default=["gradcam"], choices=["gradcam", "ig", "occlusion"])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-axial", action="store_true", help="cases without the axial T2 stack")
     args = ap.parse_args()
     import torch
 
@@ -148,14 +159,14 @@ def main() -> None:
     print(f"bundle {bundle} (version {grader.model.version})")
     for method in args.method:
         for kind in ("herniation", "modic", "slip"):
-            ratios, peaks, picked = evidence(grader, kind, args.n, method)
+            ratios, peaks, picked = evidence(grader, kind, args.n, method, not args.no_axial)
             if not ratios:
                 print(f"{method:<9} {kind:<11} no usable cases")
                 continue
             print(f"{method:<9} {kind:<11} n={len(ratios):>3}  mass inside / region share: median {np.median(ratios):.2f} "
                   f"(min {np.min(ratios):.2f})  peak inside: {np.mean(peaks):.0%} (target >= 80%)  "
                   f"default mode picks this head: {np.mean(picked):.0%}")
-    speed(bundle, args.threads)
+    speed(bundle, args.threads, not args.no_axial)
 
 
 if __name__ == "__main__":

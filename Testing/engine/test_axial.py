@@ -206,3 +206,16 @@ def test_a_sagittal_only_model_says_it_ignores_a_named_axial(tmp_path, study_dir
 
     res = _run(study_dir, tmp_path / "one", find_bundle("spinegrade_grading"), axial=study_dir / "axial.nii.gz")
     assert any("reads sagittal crops only" in w for w in res.warnings)
+
+
+def test_regrade_reads_the_axial_file_the_first_run_was_given(tmp_path, study_dir, axial_bundle):
+    from SpineGradeLogic.pipeline import RunOptions, run_study
+    from SpineGradeLogic.pipeline.regrade import regrade
+
+    opts = lambda **kw: RunOptions(saliency="none", bundles={"spinegrade_grading": axial_bundle}, **kw)  # noqa: E731
+    first = run_study(study_dir / "image.nii.gz", tmp_path / "first", opts(axial=study_dir / "axial.nii.gz"))
+    assert first.input.extra["axial_series"]["source"] == str(study_dir / "axial.nii.gz")
+    names = [v.label for v in first.vertebrae]
+    again = regrade(tmp_path / "first", {names[0]: names[0]}, tmp_path / "again", opts())
+    assert again.input.extra["axial_series"]["source"] == str(study_dir / "axial.nii.gz")
+    assert any("axial_coverage" in d.extra for d in again.discs)
