@@ -129,7 +129,7 @@ class SpineGradeParameterNode:
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
-    axialVolume: Optional[vtkMRMLScalarVolumeNode] = None
+    axialVolume: vtkMRMLScalarVolumeNode  # may stay empty (None): grade from the sagittal alone
     heads: str = "all"
     saliencyMode: Annotated[str, Choice(["default", "all", "none"])] = "default"
     saliencyMethod: Annotated[str, Choice(["gradcam", "ig", "occlusion"])] = "gradcam"
