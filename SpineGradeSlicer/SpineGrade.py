@@ -355,7 +355,8 @@ class SpineGradeLogic(ScriptedLoadableModuleLogic):
 
     def process(self, volumeNode, heads=None, saliency="default", saliencyMethods=("gradcam",), device="cpu",
                 modelsDir=None, workDir=None, showProgress=True, axialVolumeNode=None):
-        """Grade ``volumeNode`` (with the study's axial T2 ``axialVolumeNode`` where given) and return the nodes (a ``StudyNodes``: segmentation, vertebrae,
+        """Grade ``volumeNode`` (with the study's axial T2 ``axialVolumeNode`` where given) and return
+        the nodes (a ``StudyNodes``: segmentation, vertebrae,
         discs (level -> ROI), table, saliency (key -> volume), result). Blocks until done."""
         dialog = slicer.util.createProgressDialog(labelText=_("SpineGrade"), maximum=100) if showProgress else None
 
