@@ -12,7 +12,7 @@ the disc's label (endplate defects are switched off in these cases so no Schmorl
 Modic = voxels of tissue MODIC1-3; slip = the disc's own voxels dilated by 3 mm (the generator gives
 no slip mask: the step-off lies at the disc's margins; an approximation).
 
-Every case also holds an axial T2 stack, which a model that reads one (0.3.0 on) is given, as a run
+Every case also holds an axial T2 stack, which a model that reads one (3 input channels) is given, as a run
 would give it; ``--no-axial`` measures the sagittal crop alone.
 
 Speed: one lumbar study, every truth level graded and the default saliency, torch on ``--threads``.
