@@ -12,8 +12,9 @@ the disc's label (endplate defects are switched off in these cases so no Schmorl
 Modic = voxels of tissue MODIC1-3; slip = the disc's own voxels dilated by 3 mm (the generator gives
 no slip mask: the step-off lies at the disc's margins; an approximation).
 
-Every case also holds an axial T2 stack, which a model that reads one (3 input channels) is given, as a run
-would give it; ``--no-axial`` measures the sagittal crop alone.
+For a model that reads the axial T2 (3 input channels) every case also holds an axial stack, given
+to it as a run would; ``--no-axial`` measures such a model on the sagittal crop alone. A sagittal-only
+model gets cases without one (the figures in docs/grading.md).
 
 Speed: one lumbar study, every truth level graded and the default saliency, torch on ``--threads``.
 """
@@ -156,17 +157,18 @@ def main() -> None:
         raise SystemExit("no grading bundle is installed; pass --bundle")
     torch.set_num_threads(args.threads)
     grader = Grader.load(bundle)
-    print(f"bundle {bundle} (version {grader.model.version})")
+    print(f"bundle {bundle} (version {grader.model.version}, {grader.channels} input channel(s))")
+    axial = grader.uses_axial and not args.no_axial
     for method in args.method:
         for kind in ("herniation", "modic", "slip"):
-            ratios, peaks, picked = evidence(grader, kind, args.n, method, not args.no_axial)
+            ratios, peaks, picked = evidence(grader, kind, args.n, method, axial)
             if not ratios:
                 print(f"{method:<9} {kind:<11} no usable cases")
                 continue
             print(f"{method:<9} {kind:<11} n={len(ratios):>3}  mass inside / region share: median {np.median(ratios):.2f} "
                   f"(min {np.min(ratios):.2f})  peak inside: {np.mean(peaks):.0%} (target >= 80%)  "
                   f"default mode picks this head: {np.mean(picked):.0%}")
-    speed(bundle, args.threads, not args.no_axial)
+    speed(bundle, args.threads, axial)
 
 
 if __name__ == "__main__":
