@@ -8,9 +8,10 @@ Crops partly outside the field of view (a level at the edge of the image): more 
 ``MAX_OUTSIDE`` (30 %) of the crop outside -> the level is not graded, with a warning; more than
 ``WARN_OUTSIDE`` (10 %) -> graded, with a warning. Never an exception.
 
-Axial T2 (a 3-channel model; the shipped 0.2.0 reads the sagittal crop only): the series named by ``RunOptions.axial``, else the
-study's own axial series in the sagittal series' frame of reference (``io/axial.py``), is cut on every
-level's crop grid through world coordinates and given to the model beside the sagittal crop; each
+Axial T2 (a 3-channel model; the shipped 0.2.0 reads the sagittal crop only, and for it no axial
+series is read): the series named by ``RunOptions.axial``, else the study's own axial series in the
+sagittal series' frame of reference (``io/axial.py``), is cut on every level's crop grid through
+world coordinates and given to the model beside the sagittal crop; each
 graded disc records the share of its crop the axial slices cover (``disc.extra["axial_coverage"]``,
 0 where none reach) and ``input.extra["axial_series"]`` says which series it was. Without one, or
 with ``RunOptions.use_axial`` off, levels are graded from the sagittal crop alone. An axial series
@@ -61,31 +62,29 @@ def grader_for(ctx: StudyContext):
 
 def axial_for(ctx: StudyContext, grader):
     """The axial series the grader reads (an :class:`~SpineGradeLogic.io.axial.AxialSeries`), or None;
-    found once per run and kept in ``ctx.artifacts["axial"]``."""
+    found once per run and kept in ``ctx.artifacts["axial"]``. Nothing is read for a sagittal-only
+    model."""
     if "axial" in ctx.artifacts:
         return ctx.artifacts["axial"]
     from ..io.axial import load_axial, pick_axial_series, read_axial_series
 
     opts, found = ctx.options, None
-    named = opts.axial is not None
     ctx.result.input.extra.pop("axial_series", None)  # a regraded result says what this run used
-    try:
-        if not opts.use_axial:
-            pass
-        elif named:
-            found = load_axial(opts.axial)
-        elif ctx.study is not None and ctx.study.series:
-            chosen = ctx.study.chosen_series()
-            frame = chosen.headers.get("FrameOfReferenceUID") if chosen is not None else None
-            info = pick_axial_series(ctx.study.other_series("axial"), frame)
-            found = read_axial_series(info) if info is not None else None
-    except Exception as e:  # noqa: BLE001 - any unreadable axial series: grade from the sagittal alone
-        ctx.warn(f"disc grading: the axial series could not be used ({e}); levels graded from the sagittal series alone")
-        found = None
-    if found is not None and not grader.uses_axial:
-        if named:
-            ctx.warn("disc grading: the installed grading model reads sagittal crops only; the axial series was not used")
-        found = None
+    if opts.use_axial and not grader.uses_axial and opts.axial is not None:
+        ctx.warn("disc grading: the installed grading model reads sagittal crops only; the axial series was not used")
+    elif opts.use_axial and grader.uses_axial:
+        try:
+            if opts.axial is not None:
+                found = load_axial(opts.axial)
+            elif ctx.study is not None and ctx.study.series:
+                chosen = ctx.study.chosen_series()
+                frame = chosen.headers.get("FrameOfReferenceUID") if chosen is not None else None
+                info = pick_axial_series(ctx.study.other_series("axial"), frame)
+                found = read_axial_series(info) if info is not None else None
+        except Exception as e:  # noqa: BLE001 - any unreadable axial series: grade from the sagittal alone
+            ctx.warn(f"disc grading: the axial series could not be used ({e}); "
+                     "levels graded from the sagittal series alone")
+            found = None
     if found is not None:
         ctx.result.input.extra["axial_series"] = found.summary()
         if found.sequence not in ("T2", "unknown"):
