@@ -219,3 +219,16 @@ def test_regrade_reads_the_axial_file_the_first_run_was_given(tmp_path, study_di
     again = regrade(tmp_path / "first", {names[0]: names[0]}, tmp_path / "again", opts())
     assert again.input.extra["axial_series"]["source"] == str(study_dir / "axial.nii.gz")
     assert any("axial_coverage" in d.extra for d in again.discs)
+
+
+def test_a_sagittal_only_model_reads_no_axial_series(tmp_path, study_dir, monkeypatch):
+    import SpineGradeLogic.io.axial as axial_io
+    from SpineGradeLogic.models.bundle import find_bundle
+
+    def must_not_read(*a, **k):
+        raise AssertionError("a sagittal-only model read the axial series")
+
+    monkeypatch.setattr(axial_io, "read_axial_series", must_not_read)
+    res = _run(study_dir, tmp_path / "one", find_bundle("spinegrade_grading"))
+    assert "axial_series" not in res.input.extra and not any("axial" in w for w in res.warnings)
+    assert any(d.grades for d in res.discs)
