@@ -30,7 +30,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..names import HEAD_NAMES
-from .data import NO_AXIAL, CropSet, axial_channel, cache_name, normalise_crop, quantise_crop
+from .data import CropSet, axial_channel, cache_name, normalise_crop, quantise_crop
 
 log = logging.getLogger("spinegrade")
 
@@ -105,9 +105,7 @@ def crops_of_case(case, contrast: str) -> CropSet:
     n = len(imgs)
     if n == 0:
         return CropSet.empty()
-    axial = None
-    if any(a is not None for a in axials):
-        axial = np.stack([a if a is not None else np.full(imgs[0].shape, NO_AXIAL, np.uint8) for a in axials])
+    axial = np.stack(axials) if case.axial is not None else None  # None: the set marks it absent
     return CropSet(np.stack(imgs), np.asarray(grades, np.int64), np.asarray(levels, str), np.asarray(outside, np.float32),
                    np.full(n, case.seed, np.int64), np.full(n, contrast, dtype="<U8"), axial=axial)
 
