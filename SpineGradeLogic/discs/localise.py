@@ -154,12 +154,13 @@ def curve_points(names: Sequence[str], body_points: Sequence[np.ndarray]) -> np.
 
 
 def adjacent_pairs(names: Sequence[str]) -> List[tuple[int, int]]:
-    """Indices (i, i+1) of neighbouring names that are anatomically adjacent (no vertebra missing)."""
+    """Indices (i, i+1) of neighbouring names that are anatomically adjacent (no vertebra missing) and
+    have a disc between them (every pair but C1-C2: the atlas pivots on the dens, with no disc)."""
     has_t13, has_l6 = "T13" in names, "L6" in names
     return [
         (i, i + 1)
         for i in range(len(names) - 1)
-        if next_vertebra(names[i], has_t13=has_t13, has_l6=has_l6) == names[i + 1]
+        if next_vertebra(names[i], has_t13=has_t13, has_l6=has_l6) == names[i + 1] and names[i] != "C1"
     ]
 
 

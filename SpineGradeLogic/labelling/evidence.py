@@ -16,11 +16,13 @@ from .instances import SpineInstance
 
 K = len(SPINE_ORDER)
 S1 = SPINE_ORDER.index("S1")
+C1 = SPINE_ORDER.index("C1")
 C2 = SPINE_ORDER.index("C2")
 CERVICAL = [SPINE_ORDER.index(f"C{i}") for i in range(1, 8)]
 
 DENS_HEIGHT_RATIO = 1.4  # C2 (body + dens) against the median of the next three bodies
 CERVICAL_MAX_MM3 = 10000.0  # a C2 with its dens is 4-8 cm3; any lumbar body is far larger
+ATLAS_MAX_SHARE = 0.5  # the atlas's anterior arch and lateral masses: well under half of C2 (body + dens)
 
 
 def combine(*sources: Optional[np.ndarray]) -> np.ndarray:
@@ -62,18 +64,28 @@ def extent_along(inst: SpineInstance, direction: np.ndarray) -> float:
     return float(hi - lo)
 
 
-def dens_evidence(ordered: Sequence[SpineInstance], strength: float = 200.0) -> Optional[np.ndarray]:
-    """Evidence that the most superior instance is C2 (the dens makes it tall for its size).
+def _c2_candidate(ordered: Sequence[SpineInstance]) -> int:
+    """Index of the instance that may be C2: the top one, or the second where the top one is an atlas
+    (much smaller than the instance below it and above it)."""
+    if len(ordered) >= 5 and ordered[0].kind == "body" and ordered[0].volume_mm3 < ATLAS_MAX_SHARE * ordered[1].volume_mm3:
+        return 1
+    return 0
 
-    Returns None unless the top instance is small (cervical) and at least ``DENS_HEIGHT_RATIO``
-    times taller along the spine than the median of the next three, with a volume that rules out
-    two merged bodies. ``strength`` : 1 makes it an anchor (posterior ~0.9 alone) that a confident
-    network (odds above 200 : 1 against C2) still overrules.
+
+def dens_evidence(ordered: Sequence[SpineInstance], strength: float = 200.0) -> Optional[np.ndarray]:
+    """Evidence that the most superior instance (below an atlas, where one was found) is C2 (the dens
+    makes it tall for its size).
+
+    Returns None unless the candidate is small (cervical) and at least ``DENS_HEIGHT_RATIO`` times
+    taller along the spine than the median of the next three, with a volume that rules out two
+    merged bodies. ``strength`` : 1 makes it an anchor (posterior ~0.9 alone) that a confident
+    network (odds above 200 : 1 against C2) still overrules; an atlas above it gets the same for C1.
     """
-    if len(ordered) < 4:
+    c = _c2_candidate(ordered)
+    if len(ordered) < c + 4:
         return None
-    top, nxt = ordered[0], ordered[1:4]
-    axis = top.centroid_mm - ordered[3].centroid_mm
+    top, nxt = ordered[c], ordered[c + 1 : c + 4]
+    axis = top.centroid_mm - ordered[c + 3].centroid_mm
     axis = axis / max(np.linalg.norm(axis), 1e-9)
     h_top = extent_along(top, axis)
     h_next = float(np.median([extent_along(i, axis) for i in nxt]))
@@ -83,8 +95,9 @@ def dens_evidence(ordered: Sequence[SpineInstance], strength: float = 200.0) -> 
     if top.volume_mm3 / max(v_next, 1e-9) > 2.2:  # two bodies merged, not a dens
         return None
     ev = np.ones((len(ordered), K))
-    ev[0] = 1.0
-    ev[0, C2] = strength
+    ev[c, C2] = strength
+    if c == 1:
+        ev[0, C1] = strength
     return ev
 
 

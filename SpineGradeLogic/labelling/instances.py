@@ -20,6 +20,9 @@ from ..results.model import Box
 
 MIN_BODY_MM3 = 300.0  # smaller pieces are noise (a C3 body is ~2 cm3, a lumbar one 30-50 cm3)
 MIN_SPLIT_MM = 12.0  # halves of bodies fused across a missed disc lie at least this far apart
+MIN_ATLAS_SPLIT_MM = 6.0  # C1 sits on C2 around the dens: its centroid lies closer to C2's than any disc gap
+SPLIT_SHARE = 0.15  # a level holding less of a piece than this is the level head wavering
+_C1 = SPINE_ORDER.index("C1")
 LATERAL_MERGE_MM = 10.0  # pieces this close in the sagittal plane are parts of one body
 _SACRUM = VERTEBRA_LABELS["S1"]
 
@@ -95,34 +98,56 @@ def _split_by_level(voxels: np.ndarray, level_probs: np.ndarray, min_voxels: int
     """Split a component that the level head sees as two or more vertebrae (a missed disc).
 
     Bodies fused across a missed disc have halves a vertebra's height apart; pieces closer than
-    ``MIN_SPLIT_MM`` are one body on which the level head wavers, and stay one.
+    ``MIN_SPLIT_MM`` are one body on which the level head wavers, and stay one. The atlas (C1) is
+    the exception: it is an eighth of C2's size and wraps around C2's dens, so a C1 piece counts
+    whatever its share and may lie ``MIN_ATLAS_SPLIT_MM`` from C2.
     """
     arg = level_probs[(slice(None), *voxels.T)].argmax(axis=0)
     levels, counts = np.unique(arg, return_counts=True)
-    big = levels[counts >= max(min_voxels, 0.15 * len(voxels))]
+    big = levels[(counts >= min_voxels) & ((counts >= SPLIT_SHARE * len(voxels)) | (levels == _C1))]
     if len(big) < 2:
         return [voxels]
-    out = []
+    out, level_of = [], []
     for lv in big:
         sub = np.zeros(shape, bool)
         keep = voxels[arg == lv]
         sub[tuple(keep.T)] = True
-        out.extend(_components(sub, min_voxels))
+        parts = _components(sub, min_voxels)
+        out.extend(parts)
+        level_of.extend([lv] * len(parts))
     if len(out) < 2:
         return [voxels]
     centres = np.array([o.mean(axis=0) * np.asarray(spacing) for o in out])
-    gaps = np.linalg.norm(centres[:, None] - centres[None], axis=-1)[np.triu_indices(len(out), 1)]
-    return out if gaps.min() >= MIN_SPLIT_MM else [voxels]
+    atlas = np.array(level_of) == _C1
+    gaps = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
+    need = np.where(atlas[:, None] | atlas[None, :], MIN_ATLAS_SPLIT_MM, MIN_SPLIT_MM)
+    iu = np.triu_indices(len(out), 1)
+    if (gaps[iu] >= need[iu]).all():
+        return out
+    # an atlas piece that stands clear of the rest still comes apart (the rest stays as it was)
+    if atlas.any() and not atlas.all():
+        rest = ~atlas
+        clear = all(gaps[i, j] >= MIN_ATLAS_SPLIT_MM for i in np.flatnonzero(atlas) for j in np.flatnonzero(rest))
+        if clear:
+            parts = [o for o, a in zip(out, atlas) if a]
+            taken = np.zeros(shape, bool)
+            for o in parts:
+                taken[tuple(o.T)] = True
+            return parts + [voxels[~taken[tuple(voxels.T)]]]
+    return [voxels]
 
 
-def _merge_lateral_fragments(parts: List[np.ndarray], grid: Volume) -> List[np.ndarray]:
+def _merge_lateral_fragments(parts: List[np.ndarray], grid: Volume, atlas: Optional[Sequence[bool]] = None) -> List[np.ndarray]:
     """Join pieces that are one body seen apart across sagittal slices (thick slices, a thin bridge).
 
     Adjacent vertebrae are always a disc apart in the sagittal plane; pieces whose centroids lie
     within ``LATERAL_MERGE_MM`` of each other there, however far apart left-right, are one body.
+    The atlas is the exception (it rings C2's dens): a piece the level head calls C1 (``atlas``)
+    joins only other C1 pieces.
     """
     if len(parts) < 2:
         return parts
+    atlas = np.zeros(len(parts), bool) if atlas is None else np.asarray(atlas, bool)
     centres = grid.index_to_ras(np.array([p.mean(axis=0) for p in parts]))[:, 1:]  # drop R-L: (A-P, S-I)
     group = list(range(len(parts)))
 
@@ -132,6 +157,7 @@ def _merge_lateral_fragments(parts: List[np.ndarray], grid: Volume) -> List[np.n
         return i
 
     close = np.linalg.norm(centres[:, None] - centres[None], axis=-1) < LATERAL_MERGE_MM
+    close &= atlas[:, None] == atlas[None, :]
     for i, j in zip(*np.nonzero(np.triu(close, 1))):
         group[root(j)] = root(i)
     merged: dict = {}
@@ -166,7 +192,8 @@ def instances_from_masks(
     for vox in _components(np.asarray(body.array) > 0, min_vox):
         pieces.extend(_split_by_level(vox, level_probs, min_vox, body.shape, body.spacing)
                       if level_probs is not None else [vox])
-    for part in _merge_lateral_fragments(pieces, body):
+    atlas = [level_probs is not None and int(mean_probabilities(p, level_probs).argmax()) == _C1 for p in pieces]
+    for part in _merge_lateral_fragments(pieces, body, atlas):
         p = mean_probabilities(part, level_probs) if level_probs is not None else None
         out.append(SpineInstance(part, body, "body", p))
     if sacrum is not None:

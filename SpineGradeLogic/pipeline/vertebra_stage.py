@@ -46,6 +46,7 @@ BUNDLE = "spinegrade_vertebrae"
 BODY, POSTERIOR, DISC, SACRUM, CANAL, CORD = 1, 2, 3, 4, 5, 6
 
 FRAGMENT_SHARE = 0.15  # body pieces under this share of the median body volume are fragments
+ATLAS_REACH_MM = 25.0  # the atlas's centroid lies this close to C2's (it rings C2's dens)
 SPINE_BODY_SHARE = 0.3  # bodies under this share of the largest bodies' volume do not decide where the sacrum may be
 MAX_SACRUM_LATERAL_MM = 25.0  # bodies farther to one side of the sacrum than this are not its spine
 MIN_SACRUM_MM3 = 3000.0  # even an S1 cut by the field of view's edge is a few cm3
@@ -294,16 +295,33 @@ def _without_fragments(instances: list) -> list:
     """Drop body pieces far smaller than the spine's own bodies (bits of sacrum, partial-volume specks).
 
     Each piece given to the decoder counts as a vertebra, so fragments would make it insert L6/T13
-    to fit them; a body cut by the field of view's edge is still well above this share.
+    to fit them; a body cut by the field of view's edge is still well above this share. The atlas
+    is small by nature and stays (`_is_atlas`).
     """
     bodies = [i.volume_mm3 for i in instances if i.kind == "body"]
     if len(bodies) < 3:
         return instances
     floor = FRAGMENT_SHARE * float(np.median(bodies))
-    kept = [i for i in instances if i.kind != "body" or i.volume_mm3 >= floor]
+    atlas = _atlas(instances)
+    kept = [i for i in instances if i.kind != "body" or i.volume_mm3 >= floor or i is atlas]
     if len(kept) < len(instances):
         log.info("%d body fragment(s) under %.0f mm3 dropped", len(instances) - len(kept), floor)
     return kept
+
+
+def _atlas(instances: list):
+    """The body piece that is the atlas (C1), or None: the level head calls it C1, it is the most
+    superior body and lies within ``ATLAS_REACH_MM`` of the body below it (C2, around its dens)."""
+    from ..names import SPINE_ORDER
+
+    bodies = [i for i in instances if i.kind == "body"]
+    if len(bodies) < 2:
+        return None
+    top = max(bodies, key=lambda i: i.centroid_mm[2])
+    if top.probabilities is None or int(np.argmax(top.probabilities)) != SPINE_ORDER.index("C1"):
+        return None
+    gap = min(float(np.linalg.norm(top.centroid_mm - i.centroid_mm)) for i in bodies if i is not top)
+    return top if gap <= ATLAS_REACH_MM else None
 
 
 def _plausible_sacrum(instances: list) -> list:

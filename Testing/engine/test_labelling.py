@@ -272,3 +272,30 @@ def test_a_body_the_level_head_wavers_on_is_not_split():
     probs2[SPINE_ORDER.index("L4"), :, :, 30:55] = 1
     probs2[SPINE_ORDER.index("L3"), :, :, 55:80] = 1
     assert len(instances_from_masks(g.with_array(fused), level_probs=probs2)) == 2
+
+
+def test_the_atlas_comes_apart_from_c2_however_small_and_close():
+    """A C1 piece fused to C2 (an eighth of the piece, centroids 8 mm apart) is split off and stays apart."""
+    from SpineGradeLogic.labelling.instances import instances_from_masks
+    from SpineGradeLogic.names import SPINE_ORDER
+
+    g = _grid((6, 40, 60))
+    mask = np.zeros(g.shape, bool)
+    mask[:, 5:25, 10:40] = True  # C2 with its dens
+    mask[:, 5:12, 40:44] = True  # the atlas's anterior arch on top of it, touching
+    probs = np.zeros((len(SPINE_ORDER), *g.shape), np.float32)
+    probs[SPINE_ORDER.index("C2")] = 1
+    probs[:, :, 5:12, 40:44] = 0
+    probs[SPINE_ORDER.index("C1"), :, 5:12, 40:44] = 1
+    pieces = instances_from_masks(g.with_array(mask), level_probs=probs)
+    assert sorted(SPINE_ORDER[int(np.argmax(i.probabilities))] for i in pieces) == ["C1", "C2"]
+    # the same small piece called C3 is the level head wavering: one body
+    probs[SPINE_ORDER.index("C3")] = probs[SPINE_ORDER.index("C1")]
+    probs[SPINE_ORDER.index("C1")] = 0
+    assert len(instances_from_masks(g.with_array(mask), level_probs=probs)) == 1
+
+
+def test_no_disc_between_atlas_and_axis():
+    from SpineGradeLogic.discs import adjacent_pairs
+
+    assert adjacent_pairs(["C1", "C2", "C3", "C5"]) == [(1, 2)]

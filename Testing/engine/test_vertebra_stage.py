@@ -259,3 +259,20 @@ def test_a_sacrum_candidate_beside_or_above_the_bodies_is_dropped():
     assert not any(p.kind == "sacrum" for p in _plausible_sacrum(mid_spine))
     speck = _spine_pieces(sacrum_at=(0.0, 0.0, -35.0), sacrum_half=(4.0, 4.0, 4.0))
     assert not any(p.kind == "sacrum" for p in _plausible_sacrum(speck))
+
+
+def test_a_whole_spine_names_the_atlas_and_places_no_c1_c2_disc(tmp_path, bundle):
+    """C1 is an eighth of C2 and rings its dens: it is its own vertebra, not a fragment of C2, and
+    there is no disc between them."""
+    from SpineGradeLogic.phantom import generate_case
+
+    case = generate_case(10000, "whole", "T2")
+    write_volume(case.image, tmp_path / "image.nii.gz")
+    ctx = _run(tmp_path / "image.nii.gz", tmp_path / "out", bundle, oracle_predictor(case.labels))
+    names = [v.label for v in ctx.result.vertebrae]
+    truth = truth_centroids(case.labels)
+    assert names[:3] == ["C1", "C2", "C3"] and names == [n for n in truth if n in names]
+    assert np.linalg.norm(np.asarray(ctx.result.vertebrae[0].centroid_mm) - truth["C1"]) < 3.0
+    levels = [d.level for d in ctx.result.discs]
+    assert "C1/C2" not in levels and levels[0] == "C2/C3"
+    assert VERTEBRA_LABELS["C1"] in np.unique(ctx.segmentation.array)
