@@ -22,6 +22,9 @@ MIN_BODY_MM3 = 300.0  # smaller pieces are noise (a C3 body is ~2 cm3, a lumbar 
 MIN_SPLIT_MM = 12.0  # halves of bodies fused across a missed disc lie at least this far apart
 MIN_ATLAS_SPLIT_MM = 6.0  # C1 sits on C2 around the dens: its centroid lies closer to C2's than any disc gap
 SPLIT_SHARE = 0.15  # a level holding less of a piece than this is the level head wavering
+WAIST_SHARE = 0.2  # a cross-section under this share of the piece's typical one is a missed disc
+WAIST_MIN_HEIGHT_MM = 30.0  # shorter pieces are one body (a lumbar body is 25-30 mm tall)
+WAIST_BIN_MM = 1.5
 _C1 = SPINE_ORDER.index("C1")
 LATERAL_MERGE_MM = 10.0  # pieces this close in the sagittal plane are parts of one body
 _SACRUM = VERTEBRA_LABELS["S1"]
@@ -137,6 +140,39 @@ def _split_by_level(voxels: np.ndarray, level_probs: np.ndarray, min_voxels: int
     return [voxels]
 
 
+def _split_at_waist(voxels: np.ndarray, grid: Volume, min_voxels: int, depth: int = 0) -> List[np.ndarray]:
+    """Cut a piece where its cross-section along the spine nearly vanishes: two bodies joined by a
+    few voxels across a disc that the network missed (a collapsed or degenerate disc).
+
+    The axis is the piece's long axis in the sagittal plane where that runs within 45 degrees of
+    superior-inferior (two fused bodies are taller than deep), else superior-inferior. A cut needs
+    a piece at least ``WAIST_MIN_HEIGHT_MM`` tall along it, a cross-section under ``WAIST_SHARE``
+    of the piece's median one in its middle half, and both sides big enough to be bodies; each
+    side is cut again where it has its own waist (three fused bodies).
+    """
+    if depth > 3 or len(voxels) < 2 * min_voxels:
+        return [voxels]
+    pts = grid.index_to_ras(voxels)
+    sag = pts[:, 1:] - pts[:, 1:].mean(0)  # (A-P, S-I)
+    _, vecs = np.linalg.eigh(sag.T @ sag)
+    axis = vecs[:, -1] if abs(vecs[1, -1]) >= np.cos(np.pi / 4) else np.array([0.0, 1.0])
+    h = sag @ axis
+    lo, hi = h.min(), h.max()
+    if hi - lo < WAIST_MIN_HEIGHT_MM:
+        return [voxels]
+    counts, edges = np.histogram(h, np.arange(lo, hi + WAIST_BIN_MM, WAIST_BIN_MM))
+    n = len(counts)
+    mid = np.arange(n // 4, max(n // 4 + 1, (3 * n) // 4))
+    k = int(mid[np.argmin(counts[mid])])
+    if counts[k] >= WAIST_SHARE * float(np.median(counts)):
+        return [voxels]
+    cut = 0.5 * (edges[k] + edges[k + 1])
+    below, above = voxels[h < cut], voxels[h >= cut]
+    if min(len(below), len(above)) < max(min_voxels, 0.25 * len(voxels)):
+        return [voxels]
+    return (_split_at_waist(below, grid, min_voxels, depth + 1) + _split_at_waist(above, grid, min_voxels, depth + 1))
+
+
 def _merge_lateral_fragments(parts: List[np.ndarray], grid: Volume, atlas: Optional[Sequence[bool]] = None) -> List[np.ndarray]:
     """Join pieces that are one body seen apart across sagittal slices (thick slices, a thin bridge).
 
@@ -179,6 +215,7 @@ def instances_from_masks(
         sacrum: boolean sacrum mask on the same grid; its largest piece becomes one ``"sacrum"`` instance.
         level_probs: per-voxel probabilities over ``SPINE_ORDER``, shape ``(len(SPINE_ORDER), *body.shape)``;
             each instance gets their mean as its evidence, and a component holding two levels is split.
+            A component with a waist along the spine is split there in any case (`_split_at_waist`).
         min_volume_mm3: pieces below this are dropped as noise.
 
     Returns:
@@ -190,8 +227,9 @@ def instances_from_masks(
     out: List[SpineInstance] = []
     pieces: List[np.ndarray] = []
     for vox in _components(np.asarray(body.array) > 0, min_vox):
-        pieces.extend(_split_by_level(vox, level_probs, min_vox, body.shape, body.spacing)
-                      if level_probs is not None else [vox])
+        for part in (_split_by_level(vox, level_probs, min_vox, body.shape, body.spacing)
+                     if level_probs is not None else [vox]):
+            pieces.extend(_split_at_waist(part, body, min_vox))
     atlas = [level_probs is not None and int(mean_probabilities(p, level_probs).argmax()) == _C1 for p in pieces]
     for part in _merge_lateral_fragments(pieces, body, atlas):
         p = mean_probabilities(part, level_probs) if level_probs is not None else None

@@ -299,3 +299,22 @@ def test_no_disc_between_atlas_and_axis():
     from SpineGradeLogic.discs import adjacent_pairs
 
     assert adjacent_pairs(["C1", "C2", "C3", "C5"]) == [(1, 2)]
+
+
+def test_bodies_joined_across_a_missed_disc_are_cut_at_the_waist():
+    """Two bodies joined by a thin bridge (a disc the network missed) are two instances even when
+    the level head calls both the same; one tall body without a waist stays one."""
+    from SpineGradeLogic.labelling.instances import instances_from_masks
+
+    g = _grid((8, 40, 90))  # 3 x 1 x 1 mm
+    mask = np.zeros(g.shape, bool)
+    mask[:, 5:35, 10:36] = True  # lower body, 26 mm
+    mask[:, 5:35, 40:66] = True  # upper body
+    mask[3:5, 18:21, 36:40] = True  # the bridge across the missed disc
+    pieces = instances_from_masks(g.with_array(mask))
+    assert len(pieces) == 2
+    for p in pieces:  # one body each, and part of the bridge
+        assert 8 * 30 * 26 <= p.n_voxels <= 8 * 30 * 26 + 2 * 3 * 4
+    tall = np.zeros(g.shape, bool)
+    tall[:, 5:35, 10:50] = True  # 40 mm, no waist
+    assert len(instances_from_masks(g.with_array(tall))) == 1
