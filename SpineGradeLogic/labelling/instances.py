@@ -25,6 +25,7 @@ SPLIT_SHARE = 0.15  # a level holding less of a piece than this is the level hea
 WAIST_SHARE = 0.2  # a cross-section under this share of the piece's typical one is a missed disc
 WAIST_MIN_HEIGHT_MM = 30.0  # shorter pieces are one body (a lumbar body is 25-30 mm tall)
 WAIST_BIN_MM = 1.5
+WAIST_MIN_SIZE_RATIO = 1.5  # only a piece this much bigger than its neighbours can be two bodies
 _C1 = SPINE_ORDER.index("C1")
 LATERAL_MERGE_MM = 10.0  # pieces this close in the sagittal plane are parts of one body
 _SACRUM = VERTEBRA_LABELS["S1"]
@@ -142,7 +143,8 @@ def _split_by_level(voxels: np.ndarray, level_probs: np.ndarray, min_voxels: int
 
 def _split_at_waist(voxels: np.ndarray, grid: Volume, min_voxels: int, depth: int = 0) -> List[np.ndarray]:
     """Cut a piece where its cross-section along the spine nearly vanishes: two bodies joined by a
-    few voxels across a disc that the network missed (a collapsed or degenerate disc).
+    few voxels across a disc that the network missed (a collapsed or degenerate disc). Only asked
+    of pieces much bigger than their neighbours (`_oversized`).
 
     The axis is the piece's long axis in the sagittal plane where that runs within 45 degrees of
     superior-inferior (two fused bodies are taller than deep), else superior-inferior. A cut needs
@@ -171,6 +173,20 @@ def _split_at_waist(voxels: np.ndarray, grid: Volume, min_voxels: int, depth: in
     if min(len(below), len(above)) < max(min_voxels, 0.25 * len(voxels)):
         return [voxels]
     return (_split_at_waist(below, grid, min_voxels, depth + 1) + _split_at_waist(above, grid, min_voxels, depth + 1))
+
+
+def _oversized(pieces: List[np.ndarray], spacing, neighbours: int = 4) -> List[bool]:
+    """Per piece: whether it holds at least ``WAIST_MIN_SIZE_RATIO`` times the median voxels of its
+    nearest pieces. Two bodies fused into one are about twice their neighbours (bodies grow slowly
+    along the spine, so the nearest pieces are the fair comparison, cervical or lumbar)."""
+    if len(pieces) < 3:
+        return [False] * len(pieces)
+    centres = np.array([p.mean(axis=0) for p in pieces]) * np.asarray(spacing, float)
+    sizes = np.array([len(p) for p in pieces], float)
+    d = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    near = np.argsort(d, axis=1)[:, : min(neighbours, len(pieces) - 1)]
+    return list(sizes >= WAIST_MIN_SIZE_RATIO * np.median(sizes[near], axis=1))
 
 
 def _merge_lateral_fragments(parts: List[np.ndarray], grid: Volume, atlas: Optional[Sequence[bool]] = None) -> List[np.ndarray]:
@@ -215,7 +231,8 @@ def instances_from_masks(
         sacrum: boolean sacrum mask on the same grid; its largest piece becomes one ``"sacrum"`` instance.
         level_probs: per-voxel probabilities over ``SPINE_ORDER``, shape ``(len(SPINE_ORDER), *body.shape)``;
             each instance gets their mean as its evidence, and a component holding two levels is split.
-            A component with a waist along the spine is split there in any case (`_split_at_waist`).
+            A component much bigger than its neighbours with a waist along the spine is split there in
+            any case (`_split_at_waist`).
         min_volume_mm3: pieces below this are dropped as noise.
 
     Returns:
@@ -227,9 +244,10 @@ def instances_from_masks(
     out: List[SpineInstance] = []
     pieces: List[np.ndarray] = []
     for vox in _components(np.asarray(body.array) > 0, min_vox):
-        for part in (_split_by_level(vox, level_probs, min_vox, body.shape, body.spacing)
-                     if level_probs is not None else [vox]):
-            pieces.extend(_split_at_waist(part, body, min_vox))
+        pieces.extend(_split_by_level(vox, level_probs, min_vox, body.shape, body.spacing)
+                      if level_probs is not None else [vox])
+    pieces = [cut for part, big in zip(pieces, _oversized(pieces, body.spacing))
+              for cut in (_split_at_waist(part, body, min_vox) if big else [part])]
     atlas = [level_probs is not None and int(mean_probabilities(p, level_probs).argmax()) == _C1 for p in pieces]
     for part in _merge_lateral_fragments(pieces, body, atlas):
         p = mean_probabilities(part, level_probs) if level_probs is not None else None

@@ -303,18 +303,24 @@ def test_no_disc_between_atlas_and_axis():
 
 def test_bodies_joined_across_a_missed_disc_are_cut_at_the_waist():
     """Two bodies joined by a thin bridge (a disc the network missed) are two instances even when
-    the level head calls both the same; one tall body without a waist stays one."""
+    the level head calls both the same; a tall piece without a waist, or one no bigger than its
+    neighbours, is left whole."""
     from SpineGradeLogic.labelling.instances import instances_from_masks
 
-    g = _grid((8, 40, 90))  # 3 x 1 x 1 mm
+    g = _grid((8, 40, 150))  # 3 x 1 x 1 mm
+    single = 8 * 30 * 26
     mask = np.zeros(g.shape, bool)
-    mask[:, 5:35, 10:36] = True  # lower body, 26 mm
-    mask[:, 5:35, 40:66] = True  # upper body
-    mask[3:5, 18:21, 36:40] = True  # the bridge across the missed disc
+    for lo in (10, 40, 75, 110):  # four 26 mm bodies, discs of 4 and 9 mm
+        mask[:, 5:35, lo : lo + 26] = True
+    mask[3:5, 18:21, 36:40] = True  # the two lowest joined by a bridge across their disc
     pieces = instances_from_masks(g.with_array(mask))
-    assert len(pieces) == 2
-    for p in pieces:  # one body each, and part of the bridge
-        assert 8 * 30 * 26 <= p.n_voxels <= 8 * 30 * 26 + 2 * 3 * 4
-    tall = np.zeros(g.shape, bool)
-    tall[:, 5:35, 10:50] = True  # 40 mm, no waist
-    assert len(instances_from_masks(g.with_array(tall))) == 1
+    assert len(pieces) == 4
+    for p in pieces:  # one body each, the lowest two with part of the bridge
+        assert single <= p.n_voxels <= single + 2 * 3 * 4
+    tall = mask.copy()
+    tall[:, 5:35, 10:66] = True  # the lowest two as one 56 mm block: no waist
+    assert len(instances_from_masks(g.with_array(tall))) == 3
+    alone = np.zeros(g.shape, bool)
+    alone[:, 5:35, 10:66] = mask[:, 5:35, 10:66]
+    alone[3:5, 18:21, 36:40] = True
+    assert len(instances_from_masks(g.with_array(alone))) == 1  # nothing to compare it with
