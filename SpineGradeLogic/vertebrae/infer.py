@@ -22,6 +22,7 @@ def predict_grid(network: torch.nn.Module, image: np.ndarray, batch: int = 8, de
         x = np.stack([padded[i : i + IN_SLICES] for i in idx])
         logits = network(torch.from_numpy(x).float().to(device))
         sem, lvl = split_heads(logits)
-        sem_out.append(torch.softmax(sem, 1).cpu().numpy().astype(np.float16))
-        lvl_out.append(torch.softmax(lvl, 1).cpu().numpy().astype(np.float16))
+        # halve in torch: numpy's float32 -> float16 cast is a hundred times slower on CPU
+        sem_out.append(torch.softmax(sem, 1).to(torch.float16).cpu().numpy())
+        lvl_out.append(torch.softmax(lvl, 1).to(torch.float16).cpu().numpy())
     return np.concatenate(sem_out), np.concatenate(lvl_out)
