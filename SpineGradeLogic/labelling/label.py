@@ -18,6 +18,10 @@ from ..results.model import Vertebra
 from .decoder import Decoded, DecoderPriors, decode
 from .evidence import evidence_for
 from .instances import SpineInstance, instances_from_label_map
+
+UNANCHORED_WARNING = ("neither the sacrum nor C2 is in view: the levels rest on the level model alone, which "
+                      "is least reliable on thoracic fields of view; check the names against a view that shows "
+                      "the sacrum or C2")
 from .ordering import order_along_spine
 
 MIN_INSTANCES = 2  # fewer bodies than this is not a spine: never invent labels
@@ -133,6 +137,8 @@ def label_instances(
     out.instances = ordered
     out.vertebrae = [_vertebra(i, n, c) for i, n, c in zip(ordered, decoded.labels, decoded.confidence)]
     out.warnings.extend(_count_warnings(decoded.labels, decoded))
+    if anchors and used == ["network"]:
+        out.warnings.append(UNANCHORED_WARNING)
     low = [v.label for v in out.vertebrae if v.confidence < min_confidence]
     if low:
         out.warnings.append(f"uncertain vertebra level(s): {', '.join(low)} (confidence below {min_confidence})")

@@ -71,6 +71,9 @@ def test_lumbar_without_sacrum_named_by_network_evidence():
     lab = labelled(spine, sacrum=False, evidence_rng=np.random.default_rng(0))
     assert lab.names == ["T11", "T12", "L1", "L2", "L3", "L4"]
     assert lab.evidence_sources == ["network"]
+    assert any("neither the sacrum nor C2 is in view" in w for w in lab.warnings)
+    anchored = labelled(synthetic_spine(names_between("T11", "S1")), evidence_rng=np.random.default_rng(0))
+    assert not any("neither the sacrum nor C2" in w for w in anchored.warnings)
 
 
 def test_thoraco_lumbar_with_weak_noisy_evidence():
