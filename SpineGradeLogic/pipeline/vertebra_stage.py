@@ -34,7 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..io.volume import Volume
-from ..names import DISC_OFFSET, POSTERIOR_OFFSET, SPINAL_CANAL, SPINAL_CORD, VERTEBRA_LABELS
+from ..names import DISC_OFFSET, POSTERIOR_OFFSET, SPINAL_CANAL, SPINAL_CORD, SPINE_ORDER, VERTEBRA_LABELS
 from .context import StudyContext
 from .stages import Stage
 
@@ -296,7 +296,7 @@ def _without_fragments(instances: list) -> list:
 
     Each piece given to the decoder counts as a vertebra, so fragments would make it insert L6/T13
     to fit them; a body cut by the field of view's edge is still well above this share. The atlas
-    is small by nature and stays (`_is_atlas`).
+    is small by nature and stays (`_atlas`).
     """
     bodies = [i.volume_mm3 for i in instances if i.kind == "body"]
     if len(bodies) < 3:
@@ -312,8 +312,6 @@ def _without_fragments(instances: list) -> list:
 def _atlas(instances: list):
     """The body piece that is the atlas (C1), or None: the level head calls it C1, it is the most
     superior body and lies within ``ATLAS_REACH_MM`` of the body below it (C2, around its dens)."""
-    from ..names import SPINE_ORDER
-
     bodies = [i for i in instances if i.kind == "body"]
     if len(bodies) < 2:
         return None
