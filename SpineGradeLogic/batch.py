@@ -1,7 +1,9 @@
 """Run the pipeline on every study below a folder: one result folder each plus ``summary.csv``.
 
 A study is a volume file (NIfTI, NRRD, MHA/MHD) or the DICOM files sharing one
-StudyInstanceUID. A bad study is recorded with its error and the batch goes on; a rerun skips
+StudyInstanceUID. A volume file named like its study's with ``_axial`` added (``case01_axial.nii.gz``
+beside ``case01.nii.gz``) is that study's axial T2 series, not a study of its own (DICOM studies
+find their axial series themselves). A bad study is recorded with its error and the batch goes on; a rerun skips
 studies whose result folder is complete; ``jobs > 1`` runs studies in parallel processes.
 """
 
@@ -15,7 +17,7 @@ import re
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -28,6 +30,7 @@ from .pipeline import RunOptions, run_study
 from .results.folder import is_result_folder, read_result_folder
 
 SUMMARY_CSV = "summary.csv"
+AXIAL_SUFFIX = "_axial"  # case01_axial.nii.gz is the axial T2 of case01.nii.gz
 SUMMARY_COLUMNS = ["study", "status", "error", "input", "result", "vertebrae", "discs", "warnings", "seconds"]
 
 
@@ -36,6 +39,7 @@ class StudyItem:
     study_id: str  # unique, safe as a folder name
     source: object  # a path, or a list of DICOM file paths
     description: str
+    axial: Optional[Path] = None  # the study's axial T2 file, where one lies beside it
 
 
 @dataclass
@@ -69,11 +73,23 @@ def find_studies(root: Path) -> List[StudyItem]:
     if not root.is_dir():
         raise InputError(f"{root}: not a folder")
     items: List[StudyItem] = []
-    for f in sorted(p for p in root.rglob("*") if p.is_file() and is_volume_file(p)):
-        if f.suffix.lower() == ".raw":
+    volumes = [p for p in sorted(root.rglob("*")) if p.is_file() and is_volume_file(p) and p.suffix.lower() != ".raw"]
+    stems = {(f.parent, _strip_suffix(f.name).lower()): f for f in volumes}
+    axial_of = {}
+    for f in volumes:
+        stem = _strip_suffix(f.name)
+        if stem.lower().endswith(AXIAL_SUFFIX):
+            study = stems.get((f.parent, stem[: -len(AXIAL_SUFFIX)].lower()))
+            if study is not None:  # an axial file without its sagittal stays a study, and says what it is
+                axial_of[study] = f
+    paired = set(axial_of.values())
+    for f in volumes:
+        if f in paired:
             continue
         rel = f.relative_to(root)
-        items.append(StudyItem(_safe_id(_strip_suffix(str(rel))), f, str(rel)))
+        ax = axial_of.get(f)
+        desc = f"{rel} (axial: {ax.name})" if ax is not None else str(rel)
+        items.append(StudyItem(_safe_id(_strip_suffix(str(rel))), f, desc, ax))
     by_study: Dict[str, List[Path]] = {}
     for f in dicom_files([root]):
         try:
@@ -104,6 +120,8 @@ def _run_one(item: StudyItem, out_root: Path, options: RunOptions, torch_threads
     t0 = time.perf_counter()
     out = out_root / item.study_id
     row = BatchRow(item.study_id, "ok", input=item.description, result=str(out))
+    if item.axial is not None and options.use_axial and options.axial is None:
+        options = replace(options, axial=item.axial)
     try:
         result = run_study(item.source, out, options)
         row.vertebrae, row.discs, row.warnings = len(result.vertebrae), len(result.discs), len(result.warnings)

@@ -16,7 +16,8 @@ log = logging.getLogger("spinegrade")
 def register(sub) -> None:
     p = sub.add_parser("batch", help="run every study below a folder", description=(
         "Run the pipeline on every study below INPUT_DIR (volume files; DICOM files grouped by "
-        "StudyInstanceUID). One result folder per study and summary.csv in --out. A failing study is "
+        "StudyInstanceUID; NAME_axial.nii.gz beside NAME.nii.gz is that study's axial T2). One result "
+        "folder per study and summary.csv in --out. A failing study is "
         "recorded and the batch goes on; a rerun skips finished studies."))
     p.add_argument("input_dir", type=Path)
     p.add_argument("--out", required=True, type=Path)

@@ -94,3 +94,33 @@ def test_console_script_plain_progress_and_exit_code(tmp_path, scan):
     assert "PROGRESS 0/6 load" in p.stderr and "PROGRESS 6/6 done" in p.stderr
     p = subprocess.run(cmd[:4] + [str(tmp_path / "missing.nii")] + cmd[5:], capture_output=True, text=True, timeout=300)
     assert p.returncode == 3 and "no such file or folder" in p.stderr
+
+
+def test_batch_pairs_a_volume_file_with_its_axial_file(tmp_path, monkeypatch):
+    """case_axial.nii.gz beside case.nii.gz is the study's axial T2, not a study; an axial file with
+    no sagittal beside it stays a study of its own (and fails there with the axial-only error)."""
+    import SpineGradeLogic.batch as batch
+
+    src = tmp_path / "in"
+    write_volume(oblique_sagittal_volume(seed=1), src / "case01.nii.gz")
+    write_volume(oblique_sagittal_volume(seed=2), src / "case01_axial.nii.gz")
+    write_volume(oblique_sagittal_volume(seed=3), src / "other" / "lone_axial.nii.gz")
+    items = {i.study_id: i for i in batch.find_studies(src)}
+    assert set(items) == {"case01", "other_lone_axial"}
+    assert items["case01"].axial == src / "case01_axial.nii.gz" and "axial: case01_axial" in items["case01"].description
+    assert items["other_lone_axial"].axial is None
+
+    seen = {}
+
+    class Result:  # what the batch row counts
+        vertebrae, discs, warnings = [], [], []
+
+    monkeypatch.setattr(batch, "run_study", lambda s, o, opt: (seen.__setitem__(str(s), opt.axial), Result())[1])
+    batch.run_batch(src, tmp_path / "out")
+    assert seen[str(src / "case01.nii.gz")] == src / "case01_axial.nii.gz"
+    assert seen[str(src / "other" / "lone_axial.nii.gz")] is None
+    seen.clear()
+    from SpineGradeLogic.pipeline import RunOptions
+
+    batch.run_batch(src, tmp_path / "out2", RunOptions(use_axial=False))  # --no-axial: nothing paired
+    assert seen[str(src / "case01.nii.gz")] is None
