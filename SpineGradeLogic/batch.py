@@ -3,8 +3,8 @@
 A study is a volume file (NIfTI, NRRD, MHA/MHD) or the DICOM files sharing one
 StudyInstanceUID. A volume file named like its study's with ``_axial`` added (``case01_axial.nii.gz``
 beside ``case01.nii.gz``) is that study's axial T2 series, not a study of its own (DICOM studies
-find their axial series themselves). A bad study is recorded with its error and the batch goes on; a rerun skips
-studies whose result folder is complete; ``jobs > 1`` runs studies in parallel processes.
+find their axial series themselves). A bad study is recorded with its error and the batch goes on;
+a rerun skips studies whose result folder is complete; ``jobs > 1`` runs studies in parallel processes.
 """
 
 from __future__ import annotations

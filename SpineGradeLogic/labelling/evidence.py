@@ -66,7 +66,7 @@ def extent_along(inst: SpineInstance, direction: np.ndarray) -> float:
 
 def _c2_candidate(ordered: Sequence[SpineInstance]) -> int:
     """Index of the instance that may be C2: the top one, or the second where the top one is an atlas
-    (much smaller than the instance below it and above it)."""
+    (a body piece under ``ATLAS_MAX_SHARE`` of the instance below it)."""
     if len(ordered) >= 5 and ordered[0].kind == "body" and ordered[0].volume_mm3 < ATLAS_MAX_SHARE * ordered[1].volume_mm3:
         return 1
     return 0

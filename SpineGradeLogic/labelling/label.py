@@ -18,13 +18,12 @@ from ..results.model import Vertebra
 from .decoder import Decoded, DecoderPriors, decode
 from .evidence import evidence_for
 from .instances import SpineInstance, instances_from_label_map
-
-UNANCHORED_WARNING = ("neither the sacrum nor C2 is in view: the levels rest on the level model alone, which "
-                      "is least reliable on thoracic fields of view; check the names against a view that shows "
-                      "the sacrum or C2")
 from .ordering import order_along_spine
 
 MIN_INSTANCES = 2  # fewer bodies than this is not a spine: never invent labels
+UNANCHORED_WARNING = ("neither the sacrum nor C2 is in view: the levels rest on the level model alone, which "
+                      "is least reliable on thoracic fields of view; check the names against a view that shows "
+                      "the sacrum or C2")
 MIN_CONFIDENCE = 0.5  # below this mean posterior the names are a guess: report, name nothing
 
 

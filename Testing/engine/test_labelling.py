@@ -327,3 +327,25 @@ def test_bodies_joined_across_a_missed_disc_are_cut_at_the_waist():
     alone[:, 5:35, 10:66] = mask[:, 5:35, 10:66]
     alone[3:5, 18:21, 36:40] = True
     assert len(instances_from_masks(g.with_array(alone))) == 1  # nothing to compare it with
+
+
+def test_the_atlas_comes_apart_even_where_the_level_head_wavers_on_c2():
+    """C2 split between C2 and C3 votes (one body, the halves too close to be two) keeps its voxels
+    together while the atlas on top of it still comes apart."""
+    from SpineGradeLogic.labelling.instances import instances_from_masks
+    from SpineGradeLogic.names import SPINE_ORDER
+
+    g = _grid((6, 40, 60))
+    mask = np.zeros(g.shape, bool)
+    mask[:, 5:25, 10:40] = True  # C2 with its dens
+    mask[:, 5:12, 40:44] = True  # the atlas
+    probs = np.zeros((len(SPINE_ORDER), *g.shape), np.float32)
+    probs[SPINE_ORDER.index("C2"), :3] = 1  # the level head wavers left/right on C2: halves 9 mm apart
+    probs[SPINE_ORDER.index("C3"), 3:] = 1
+    probs[:, :, 5:12, 40:44] = 0
+    probs[SPINE_ORDER.index("C1"), :, 5:12, 40:44] = 1
+    pieces = instances_from_masks(g.with_array(mask), level_probs=probs)
+    assert len(pieces) == 2
+    atlas = min(pieces, key=lambda p: p.n_voxels)
+    assert SPINE_ORDER[int(np.argmax(atlas.probabilities))] == "C1" and atlas.n_voxels == 6 * 7 * 4
+    assert max(p.n_voxels for p in pieces) == mask.sum() - 6 * 7 * 4
