@@ -121,7 +121,8 @@ class SpineGradeParameterNode:
     axialVolume - the same study's axial T2 series (optional; the grading model reads it at each level).
     heads - grading heads to run, comma separated ("all" for every head).
     saliencyMode - default (the most abnormal head per level), all heads, or none.
-    saliencyMethod - gradcam, ig (Integrated Gradients) or occlusion.
+    saliencyMethod - auto (per head the best-localising method: ig or smoothgrad), gradcam, ig
+        (Integrated Gradients), smoothgrad or occlusion.
     useGPU - run the models on CUDA.
     modelBundlePath - a folder of model bundles to use instead of the shipped ones.
     opacity, showLabels, showBoxes, showSaliency - how the evidence is drawn.
@@ -132,7 +133,7 @@ class SpineGradeParameterNode:
     axialVolume: vtkMRMLScalarVolumeNode  # may stay empty (None): grade from the sagittal alone
     heads: str = "all"
     saliencyMode: Annotated[str, Choice(["default", "all", "none"])] = "default"
-    saliencyMethod: Annotated[str, Choice(["gradcam", "ig", "occlusion"])] = "gradcam"
+    saliencyMethod: Annotated[str, Choice(["auto", "gradcam", "ig", "smoothgrad", "occlusion"])] = "auto"
     useGPU: bool = False
     modelBundlePath: Path
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
@@ -353,7 +354,7 @@ class SpineGradeLogic(ScriptedLoadableModuleLogic):
         """Put a result folder's nodes in the scene (replacing that study's earlier nodes)."""
         return processing.load(slicer.mrmlScene, Path(resultDir), volumeNode, study)
 
-    def process(self, volumeNode, heads=None, saliency="default", saliencyMethods=("gradcam",), device="cpu",
+    def process(self, volumeNode, heads=None, saliency="default", saliencyMethods=("auto",), device="cpu",
                 modelsDir=None, workDir=None, showProgress=True, axialVolumeNode=None):
         """Grade ``volumeNode`` (with the study's axial T2 ``axialVolumeNode`` where given) and return
         the nodes (a ``StudyNodes``: segmentation, vertebrae,

@@ -1,6 +1,7 @@
 """Grading bench: evidence (saliency on generated lesions) and speed (grades + default saliency per study).
 
-    python bench/bench_grading.py [--bundle PATH] [--n 10] [--method gradcam ig occlusion] [--threads 2] [--no-axial]
+    python bench/bench_grading.py [--bundle PATH] [--n 10] [--start 300000] [--method auto gradcam ig smoothgrad occlusion]
+                                   [--threads 2] [--no-axial]
 
 Evidence: cases from seeds 300000+ with one lesion forced at L4/L5 (a central herniation, a Modic 2
 change, a 6 mm slip); the map of the lesion's head (disc_herniation, modic, spondylolisthesis) for
@@ -70,7 +71,7 @@ def lesion_mask(case, kind: str, level: str):
     return case.image.with_array(m.astype(np.float32))
 
 
-def evidence(grader, kind: str, n: int, method: str, axial: bool = True):
+def evidence(grader, kind: str, n: int, method: str, axial: bool = True, start: int = 300000):
     import torch
 
     from SpineGradeLogic.discs.crop import extract_crop
@@ -80,7 +81,7 @@ def evidence(grader, kind: str, n: int, method: str, axial: bool = True):
 
     head = {"herniation": "disc_herniation", "modic": "modic", "slip": "spondylolisthesis"}[kind]
     ratios, peaks, picked = [], [], []
-    for case in lesion_cases(kind, n, axial=axial):
+    for case in lesion_cases(kind, n, start, axial=axial):
         disc = case.truth.disc("L4/L5")
         if disc is None:
             continue
@@ -142,7 +143,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", type=Path, help="grading bundle (default: the installed one)")
     ap.add_argument("--n", type=int, default=10, help="cases per lesion kind")
-    ap.add_argument("--method", nargs="+", default=["gradcam"], choices=["gradcam", "ig", "occlusion"])
+    ap.add_argument("--method", nargs="+", default=["gradcam"], choices=["auto", "gradcam", "ig", "smoothgrad", "occlusion"])
+    ap.add_argument("--start", type=int, default=300000, help="first seed of the lesion cases")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-axial", action="store_true", help="cases without the axial T2 stack")
     args = ap.parse_args()
@@ -161,7 +163,7 @@ def main() -> None:
     axial = grader.uses_axial and not args.no_axial
     for method in args.method:
         for kind in ("herniation", "modic", "slip"):
-            ratios, peaks, picked = evidence(grader, kind, args.n, method, axial)
+            ratios, peaks, picked = evidence(grader, kind, args.n, method, axial, args.start)
             if not ratios:
                 print(f"{method:<9} {kind:<11} no usable cases")
                 continue

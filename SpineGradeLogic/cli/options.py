@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..names import HEAD_NAMES
 from ..pipeline import RunOptions
+from ..saliency.methods import DEFAULT_METHOD, METHODS
 
 
 def add_run_options(p: argparse.ArgumentParser, series: bool = True) -> None:
@@ -23,8 +24,9 @@ def add_run_options(p: argparse.ArgumentParser, series: bool = True) -> None:
     g.add_argument("--heads", nargs="+", metavar="HEAD", choices=HEAD_NAMES, help="grading heads to run (default: all)")
     g.add_argument("--saliency", choices=["default", "all", "none"], default="default",
                    help="default: one map per level for its most abnormal head; all: every head; none")
-    g.add_argument("--saliency-method", nargs="+", choices=["gradcam", "ig", "occlusion"], default=["gradcam"],
-                   help="saliency methods (default: gradcam)")
+    g.add_argument("--saliency-method", nargs="+", choices=list(METHODS), default=[DEFAULT_METHOD],
+                   help="saliency methods (default: auto, per head the method that found generated lesions best: "
+                        "ig for Modic, endplate defects and Pfirrmann, smoothgrad for the rest)")
     g.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     g.add_argument("--bundle", action="append", default=[], metavar="NAME=PATH",
                    help="use the model bundle at PATH for model NAME (repeatable)")

@@ -24,7 +24,7 @@ class RunOptions:
     sequence: Optional[str] = None
     heads: List[str] = field(default_factory=lambda: list(HEAD_NAMES))
     saliency: str = "default"  # "default" (fast: one map per level), "all", "none"
-    saliency_methods: List[str] = field(default_factory=lambda: ["gradcam"])
+    saliency_methods: List[str] = field(default_factory=lambda: ["auto"])  # saliency.methods.METHODS
     device: str = "cpu"
     bundles: Dict[str, Path] = field(default_factory=dict)  # model name -> bundle folder override
     axial: Optional[Path] = None  # the axial T2 series (file or DICOM folder); None: the study's own, if any

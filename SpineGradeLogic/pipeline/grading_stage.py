@@ -20,8 +20,9 @@ that cannot be read is a warning, never a failed run.
 Saliency (``RunOptions.saliency``): ``"default"`` makes one map per level, for the level's most
 abnormal head (highest probability of a non-normal class; Pfirrmann 1-2 count as normal), explaining
 the predicted grade or, where that is normal, the most probable abnormal grade; ``"all"`` makes one
-per requested head; ``"none"`` makes none. ``RunOptions.saliency_methods`` lists the methods (first
-one's map is ``disc.saliency[head]``, others ``disc.saliency["head:method"]``). Heatmaps go to
+per requested head; ``"none"`` makes none. ``RunOptions.saliency_methods`` lists the methods (``saliency/methods.py``;
+``auto``, the default, is IG for the signal heads and SmoothGrad for the others; the first one's map is
+``disc.saliency[head]``, others ``disc.saliency["head:method"]``, always by concrete method name). Heatmaps go to
 ``ctx.heatmaps[heatmap_path(level, head, method)]``.
 """
 
@@ -172,9 +173,10 @@ class SaliencyStage(Stage):
             ctx.warn(f"saliency maps: no model is installed (bundle '{BUNDLE}'); this stage was skipped")
             return
         from ..grading.heads import evidence_class
-        from ..saliency.maps import METHODS, heads_for_level, map_to_input, saliency_map
+        from ..saliency.maps import heads_for_level, map_to_input, saliency_map
+        from ..saliency.methods import DEFAULT_METHOD, METHODS, concrete_methods
 
-        methods = [m for m in (ctx.options.saliency_methods or ["gradcam"]) if m in METHODS]
+        methods = [m for m in (ctx.options.saliency_methods or [DEFAULT_METHOD]) if m in METHODS] or [DEFAULT_METHOD]
         bad = [m for m in (ctx.options.saliency_methods or []) if m not in METHODS]
         if bad:
             ctx.warn(f"saliency maps: unknown method(s) {', '.join(bad)} ignored (use {', '.join(METHODS)})")
@@ -190,7 +192,8 @@ class SaliencyStage(Stage):
             x = grader.input_tensor([crop], [(ctx.artifacts.get("axial_crops") or {}).get(level)])
             for head in heads_for_level(probs, mode, list(probs)):
                 cls = evidence_class(head, probs[head])
-                for k, method in enumerate(methods):
+                # `auto` names the concrete method (ig / smoothgrad) in the file and the key
+                for k, method in enumerate(concrete_methods(methods, head)):
                     m = saliency_map(method, grader.network, x, head, cls, grader.temperatures.get(head, 1.0),
                                      grader.gradcam_layer)
                     path = heatmap_path(level, head, method)

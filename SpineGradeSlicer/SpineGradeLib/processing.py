@@ -33,7 +33,7 @@ def default_work_dir(volume_node) -> Path:
 
 
 def make_request(volume_node, work_dir: Optional[Path] = None, heads: Optional[Sequence[str]] = None,
-                 saliency: str = "default", saliency_methods: Sequence[str] = ("gradcam",), device: str = "cpu",
+                 saliency: str = "default", saliency_methods: Sequence[str] = ("auto",), device: str = "cpu",
                  bundles: Optional[Dict[str, Path]] = None, models_dir: Optional[Path] = None,
                  axial_node=None) -> runner.RunRequest:
     """Write the volume (and the study's axial T2 volume, if given) where the engine can read them
@@ -60,7 +60,7 @@ def load(scene, result_dir: Path, volume_node=None, study: Optional[str] = None,
 
 
 def process(scene, volume_node, work_dir: Optional[Path] = None, heads: Optional[Sequence[str]] = None,
-            saliency: str = "default", saliency_methods: Sequence[str] = ("gradcam",), device: str = "cpu",
+            saliency: str = "default", saliency_methods: Sequence[str] = ("auto",), device: str = "cpu",
             bundles: Optional[Dict[str, Path]] = None, models_dir: Optional[Path] = None,
             python: Optional[str] = None,
             on_progress: Optional[Callable[[runner.Progress], None]] = None,

@@ -111,7 +111,7 @@ def corrected_dir(folder: Path) -> Path:
 
 def build_regrade_command(folder: Path, renames: Dict[str, str], out_dir: Optional[Path] = None,
                           python: Optional[str] = None, heads: Optional[Sequence[str]] = None,
-                          saliency: str = "default", saliency_methods: Sequence[str] = ("gradcam",),
+                          saliency: str = "default", saliency_methods: Sequence[str] = ("auto",),
                           device: str = "cpu", bundles: Optional[Dict[str, Path]] = None) -> List[str]:
     """The argv of ``spinegrade regrade`` (no shell, so paths with spaces are safe)."""
     cmd = [python or runner.python_executable(), "-m", "SpineGradeLogic.cli", "regrade", str(folder)]
@@ -123,7 +123,7 @@ def build_regrade_command(folder: Path, renames: Dict[str, str], out_dir: Option
         cmd += ["--heads", *heads]
     if saliency != "default":
         cmd += ["--saliency", saliency]
-    if saliency_methods and list(saliency_methods) != ["gradcam"]:
+    if saliency_methods and list(saliency_methods) != ["auto"]:
         cmd += ["--saliency-method", *saliency_methods]
     if device and device != "cpu":
         cmd += ["--device", device]

@@ -89,7 +89,7 @@ class RunRequest:
     out_dir: Path
     heads: Optional[List[str]] = None  # None: all
     saliency: str = "default"  # default | all | none
-    saliency_methods: List[str] = field(default_factory=lambda: ["gradcam"])
+    saliency_methods: List[str] = field(default_factory=lambda: ["auto"])
     device: str = "cpu"
     bundles: Dict[str, Path] = field(default_factory=dict)
     sequence: Optional[str] = None
@@ -104,7 +104,7 @@ def build_command(req: RunRequest, python: Optional[str] = None) -> List[str]:
         cmd += ["--heads", *req.heads]
     if req.saliency != "default":
         cmd += ["--saliency", req.saliency]
-    if req.saliency_methods and req.saliency_methods != ["gradcam"]:
+    if req.saliency_methods and req.saliency_methods != ["auto"]:
         cmd += ["--saliency-method", *req.saliency_methods]
     if req.device and req.device != "cpu":
         cmd += ["--device", req.device]

@@ -1,4 +1,4 @@
-"""Saliency maps (Grad-CAM, Integrated Gradients, occlusion) land in the input's geometry and peak at a
+"""Saliency maps (Grad-CAM, Integrated Gradients, SmoothGrad, occlusion) land in the input's geometry and peak at a
 planted signal; the grading and saliency stages run with a tiny bundle made here, and a crop outside
 the image is a warning, never a crash."""
 
@@ -20,10 +20,15 @@ from SpineGradeLogic.saliency import heads_for_level, map_to_input, saliency_map
 SAGITTAL_LPS = np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
 
+class Square(torch.nn.Module):
+    def forward(self, x):
+        return x * x
+
+
 class BrightnessNet(torch.nn.Module):
-    """Toy grader: 'herniation' logit = mean of a positive feature map of the input, so the evidence
-    for herniation is wherever the input is bright. Its last stage is named ``features.3`` like the
-    real network's, so Grad-CAM finds it."""
+    """Toy grader: 'herniation' logit = mean of the squared input, so the evidence for herniation is
+    wherever the input is bright (and the gradient too, for SmoothGrad). Its last stage is named
+    ``features.3`` like the real network's, so Grad-CAM finds it."""
 
     def __init__(self):
         super().__init__()
@@ -31,7 +36,7 @@ class BrightnessNet(torch.nn.Module):
         with torch.no_grad():
             conv.weight.fill_(1.0)
             conv.bias.zero_()
-        self.features = torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.Identity(), torch.nn.AvgPool3d((1, 2, 2)))
+        self.features = torch.nn.Sequential(conv, Square(), torch.nn.Identity(), torch.nn.AvgPool3d((1, 2, 2)))
 
     def forward(self, x):
         f = self.features(x)
@@ -58,7 +63,7 @@ def _location(centre, level="L4/L5"):
     return DiscLocation(level, np.asarray(centre, float), truth_frame([0.0, 0.0, 1.0]), np.array([20.0, 15.0, 5.0]))
 
 
-@pytest.mark.parametrize("method", ["gradcam", "ig", "occlusion"])
+@pytest.mark.parametrize("method", ["gradcam", "ig", "smoothgrad", "occlusion", "auto"])
 def test_map_peaks_at_the_planted_signal_in_input_geometry(method):
     _, centre = _volume_with_blob()
     blob = centre + np.array([0.0, -6.0, 5.0])  # a little anterior and superior of the disc centre
@@ -74,6 +79,32 @@ def test_map_peaks_at_the_planted_signal_in_input_geometry(method):
     peak = vol.index_to_ras(np.unravel_index(np.argmax(heat.array), vol.shape))
     tol = 9.0 if method == "occlusion" else 5.0  # occlusion works in 12 mm blocks
     assert np.linalg.norm(peak - blob) < tol, (method, peak, blob)
+
+
+def test_auto_is_ig_for_signal_heads_and_smoothgrad_for_the_rest():
+    from SpineGradeLogic.saliency import concrete_methods, resolve_method
+
+    assert [resolve_method("auto", h) for h in ("modic", "upper_endplate_defect", "pfirrmann")] == ["ig"] * 3
+    assert [resolve_method("auto", h) for h in ("disc_herniation", "spondylolisthesis", "central_canal_stenosis")] == ["smoothgrad"] * 3
+    assert resolve_method("gradcam", "modic") == "gradcam"
+    assert concrete_methods(["auto", "ig", "gradcam"], "modic") == ["ig", "gradcam"]  # auto is ig here: once
+    assert concrete_methods(["auto", "ig"], "disc_herniation") == ["smoothgrad", "ig"]
+
+
+def test_smoothgrad_is_repeatable_and_leaves_the_global_random_state_alone():
+    _, centre = _volume_with_blob()
+    vol, _ = _volume_with_blob(centre + np.array([0.0, -6.0, 5.0]))
+    crop = extract_crop(vol, _location(centre))
+    x = torch.as_tensor(crop.image.array / crop.image.array.max(), dtype=torch.float32)[None, None]
+    net = BrightnessNet()  # its initialisation draws random numbers too
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = saliency_map("smoothgrad", net, x, "disc_herniation", 1)
+    after = torch.rand(1)
+    b = saliency_map("smoothgrad", net, x, "disc_herniation", 1)
+    assert np.array_equal(a, b)
+    assert torch.equal(before, after)
 
 
 def test_heads_for_level_modes():
@@ -144,6 +175,8 @@ def test_stages_grade_and_write_saliency_with_edge_crops(tmp_path, tiny_bundle, 
         assert len(d[level].saliency) == 1  # default: one map per level
         (head, path), = d[level].saliency.items()
         assert path in ctx.heatmaps and ctx.heatmaps[path].same_geometry(vol)
+        # the default method is auto: the file names the method that made it
+        assert path.endswith(f"_{'ig' if head in ('modic', 'upper_endplate_defect', 'lower_endplate_defect', 'pfirrmann') else 'smoothgrad'}.nii.gz"), path
     assert ctx.result.models and ctx.result.models[0].name == "spinegrade_grading"
     WriteStage().run(ctx)
     folder = read_result_folder(ctx.out_dir)
@@ -165,6 +198,20 @@ def test_all_heads_and_two_methods(tmp_path, tiny_bundle):
     assert set(disc.grades) == {"modic", "disc_herniation"}
     assert set(disc.saliency) == {"modic", "disc_herniation", "modic:ig", "disc_herniation:ig"}
     assert len(ctx.heatmaps) == 4
+
+
+def test_auto_beside_ig_makes_each_map_once(tmp_path, tiny_bundle):
+    from SpineGradeLogic.pipeline.grading_stage import GradingStage, SaliencyStage
+
+    vol, centre = _volume_with_blob()
+    ctx = _context(tmp_path, tiny_bundle, [_location(centre)], vol, saliency="all",
+                   saliency_methods=["auto", "ig"], heads=["modic", "disc_herniation"])
+    GradingStage().run(ctx)
+    SaliencyStage().run(ctx)
+    disc = ctx.result.discs[0]
+    assert set(disc.saliency) == {"modic", "disc_herniation", "disc_herniation:ig"}
+    assert disc.saliency["modic"].endswith("_ig.nii.gz") and disc.saliency["disc_herniation"].endswith("_smoothgrad.nii.gz")
+    assert len(ctx.heatmaps) == 3
 
 
 def test_without_a_bundle_the_stages_only_warn(tmp_path, monkeypatch):
