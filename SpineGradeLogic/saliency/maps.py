@@ -87,23 +87,38 @@ def integrated_gradients_map(model: HeadLogProb, x: torch.Tensor, class_idx: int
     return _scale01(gaussian_filter(a, 1.0))
 
 
+class _ImageChannels(torch.nn.Module):
+    """``model`` fed the image channels it is given plus the fixed axial presence mask, so that noise
+    and gradients touch the images only (a noisy 0/1 mask is nothing the network has seen)."""
+
+    def __init__(self, model: torch.nn.Module, mask: torch.Tensor):
+        super().__init__()
+        self.model, self.mask = model, mask
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(torch.cat([images, self.mask.expand(images.shape[0], *self.mask.shape[1:])], 1))
+
+
 def smoothgrad_map(model: HeadLogProb, x: torch.Tensor, class_idx: int, samples: int = SMOOTHGRAD_SAMPLES,
                    noise: float = SMOOTHGRAD_NOISE, seed: int = 0) -> np.ndarray:
     from captum.attr import NoiseTunnel, Saliency
     from scipy.ndimage import gaussian_filter
 
     model.eval()
+    images, forward = x, model
+    if x.shape[1] > 2:  # sagittal, axial T2, axial presence mask
+        images, forward = x[:, :2], _ImageChannels(model, x[:, 2:])
     # a fixed seed: the same crop gives the same map on every run
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
         with torch.enable_grad():
-            attr = NoiseTunnel(Saliency(model)).attribute(x, nt_type="smoothgrad", nt_samples=samples,
-                                                          nt_samples_batch_size=samples, stdevs=noise,
-                                                          target=int(class_idx), abs=True)
+            attr = NoiseTunnel(Saliency(forward)).attribute(images, nt_type="smoothgrad", nt_samples=samples,
+                                                            nt_samples_batch_size=samples, stdevs=noise,
+                                                            target=int(class_idx), abs=True)
     finally:
         torch.random.set_rng_state(gen_state)
-    a = gaussian_filter(attr[0, :min(2, attr.shape[1])].sum(0).detach().cpu().numpy(), SMOOTHGRAD_SMOOTHING)
+    a = gaussian_filter(attr[0].sum(0).detach().cpu().numpy(), SMOOTHGRAD_SMOOTHING)
     # gradient magnitudes have a floor everywhere in the crop; without removing it (its median) the
     # whole crop would light up above the display threshold
     return _scale01(a - np.median(a))

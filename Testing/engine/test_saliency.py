@@ -107,6 +107,34 @@ def test_smoothgrad_is_repeatable_and_leaves_the_global_random_state_alone():
     assert torch.equal(before, after)
 
 
+class MaskSpy(BrightnessNet):
+    """BrightnessNet on the sagittal channel of a 3-channel input; remembers the presence masks it saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.masks = []
+
+    def forward(self, x):
+        self.masks.append(x[:, 2].detach().clone())
+        return super().forward(x[:, :1])
+
+
+def test_smoothgrad_leaves_the_axial_presence_mask_unnoised():
+    _, centre = _volume_with_blob()
+    vol, _ = _volume_with_blob(centre + np.array([0.0, -6.0, 5.0]))
+    crop = extract_crop(vol, _location(centre))
+    sag = torch.as_tensor(crop.image.array / crop.image.array.max(), dtype=torch.float32)[None, None]
+    mask = torch.zeros_like(sag)
+    mask[..., :40, :] = 1.0
+    x = torch.cat([sag, torch.zeros_like(sag), mask], 1)
+    net = MaskSpy()
+    m = saliency_map("smoothgrad", net, x, "disc_herniation", 1)
+    assert m.shape == CROP_SHAPE and m.max() == pytest.approx(1.0)
+    seen = torch.cat(net.masks)
+    assert len(seen) >= 8 and torch.equal(torch.unique(seen), torch.tensor([0.0, 1.0]))
+    assert all(torch.equal(s, mask[0, 0]) for s in seen)
+
+
 def test_heads_for_level_modes():
     probs = {h: np.array([0.9] + [0.1 / (len(v) - 1)] * (len(v) - 1)) for h, v in
              __import__("SpineGradeLogic.names", fromlist=["HEADS"]).HEADS.items()}
