@@ -85,7 +85,8 @@ def test_auto_is_ig_for_signal_heads_and_smoothgrad_for_the_rest():
     from SpineGradeLogic.saliency import concrete_methods, resolve_method
 
     assert [resolve_method("auto", h) for h in ("modic", "upper_endplate_defect", "pfirrmann")] == ["ig"] * 3
-    assert [resolve_method("auto", h) for h in ("disc_herniation", "spondylolisthesis", "central_canal_stenosis")] == ["smoothgrad"] * 3
+    shape_heads = ("disc_herniation", "spondylolisthesis", "central_canal_stenosis")
+    assert [resolve_method("auto", h) for h in shape_heads] == ["smoothgrad"] * 3
     assert resolve_method("gradcam", "modic") == "gradcam"
     assert concrete_methods(["auto", "ig", "gradcam"], "modic") == ["ig", "gradcam"]  # auto is ig here: once
     assert concrete_methods(["auto", "ig"], "disc_herniation") == ["smoothgrad", "ig"]
@@ -204,7 +205,8 @@ def test_stages_grade_and_write_saliency_with_edge_crops(tmp_path, tiny_bundle, 
         (head, path), = d[level].saliency.items()
         assert path in ctx.heatmaps and ctx.heatmaps[path].same_geometry(vol)
         # the default method is auto: the file names the method that made it
-        assert path.endswith(f"_{'ig' if head in ('modic', 'upper_endplate_defect', 'lower_endplate_defect', 'pfirrmann') else 'smoothgrad'}.nii.gz"), path
+        signal = head in ("modic", "upper_endplate_defect", "lower_endplate_defect", "pfirrmann")
+        assert path.endswith("_ig.nii.gz" if signal else "_smoothgrad.nii.gz"), path
     assert ctx.result.models and ctx.result.models[0].name == "spinegrade_grading"
     WriteStage().run(ctx)
     folder = read_result_folder(ctx.out_dir)
