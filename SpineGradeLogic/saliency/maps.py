@@ -72,24 +72,10 @@ def gradcam_map(model: HeadLogProb, x: torch.Tensor, class_idx: int, layer: str 
     return _scale01(m[0, 0].detach().cpu().numpy())
 
 
-def integrated_gradients_map(model: HeadLogProb, x: torch.Tensor, class_idx: int, steps: int = IG_STEPS) -> np.ndarray:
-    from captum.attr import IntegratedGradients
-    from scipy.ndimage import gaussian_filter
-
-    model.eval()
-    ig = IntegratedGradients(model)
-    with torch.enable_grad():
-        attr = ig.attribute(x, baselines=torch.zeros_like(x), target=int(class_idx), n_steps=steps,
-                            internal_batch_size=steps)
-    # the image channels' attributions summed (sagittal, and axial T2 on the same grid where the model
-    # reads it); the axial presence mask is not evidence
-    a = np.clip(attr[0, :min(2, attr.shape[1])].sum(0).detach().cpu().numpy(), 0, None)
-    return _scale01(gaussian_filter(a, 1.0))
-
-
 class _ImageChannels(torch.nn.Module):
     """``model`` fed the image channels it is given plus the fixed axial presence mask, so that noise
-    and gradients touch the images only (a noisy 0/1 mask is nothing the network has seen)."""
+    (SmoothGrad) and the path from black (IG) touch the images only: a noisy or fractional 0/1 mask is
+    nothing the network has seen."""
 
     def __init__(self, model: torch.nn.Module, mask: torch.Tensor):
         super().__init__()
@@ -99,15 +85,36 @@ class _ImageChannels(torch.nn.Module):
         return self.model(torch.cat([images, self.mask.expand(images.shape[0], *self.mask.shape[1:])], 1))
 
 
+def _images_only(model: torch.nn.Module, x: torch.Tensor):
+    """``(images, forward)``: the input's image channels and a model that takes just those (the axial
+    presence mask of a 3-channel input held fixed), so attribution methods perturb images only."""
+    if x.shape[1] > 2:  # sagittal, axial T2, axial presence mask
+        return x[:, :2], _ImageChannels(model, x[:, 2:])
+    return x, model
+
+
+def integrated_gradients_map(model: HeadLogProb, x: torch.Tensor, class_idx: int, steps: int = IG_STEPS) -> np.ndarray:
+    from captum.attr import IntegratedGradients
+    from scipy.ndimage import gaussian_filter
+
+    model.eval()
+    images, forward = _images_only(model, x)
+    with torch.enable_grad():
+        attr = IntegratedGradients(forward).attribute(images, baselines=torch.zeros_like(images), target=int(class_idx),
+                                                      n_steps=steps, internal_batch_size=steps)
+    # the image channels' attributions summed (sagittal, and axial T2 on the same grid where the model
+    # reads it); the axial presence mask stays as it is along the path: it is not evidence
+    a = np.clip(attr[0].sum(0).detach().cpu().numpy(), 0, None)
+    return _scale01(gaussian_filter(a, 1.0))
+
+
 def smoothgrad_map(model: HeadLogProb, x: torch.Tensor, class_idx: int, samples: int = SMOOTHGRAD_SAMPLES,
                    noise: float = SMOOTHGRAD_NOISE, seed: int = 0) -> np.ndarray:
     from captum.attr import NoiseTunnel, Saliency
     from scipy.ndimage import gaussian_filter
 
     model.eval()
-    images, forward = x, model
-    if x.shape[1] > 2:  # sagittal, axial T2, axial presence mask
-        images, forward = x[:, :2], _ImageChannels(model, x[:, 2:])
+    images, forward = _images_only(model, x)
     # a fixed seed: the same crop gives the same map on every run
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)

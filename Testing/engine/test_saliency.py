@@ -120,7 +120,8 @@ class MaskSpy(BrightnessNet):
         return super().forward(x[:, :1])
 
 
-def test_smoothgrad_leaves_the_axial_presence_mask_unnoised():
+@pytest.mark.parametrize("method", ["smoothgrad", "ig"])
+def test_attributions_leave_the_axial_presence_mask_as_it_is(method):
     _, centre = _volume_with_blob()
     vol, _ = _volume_with_blob(centre + np.array([0.0, -6.0, 5.0]))
     crop = extract_crop(vol, _location(centre))
@@ -129,7 +130,7 @@ def test_smoothgrad_leaves_the_axial_presence_mask_unnoised():
     mask[..., :40, :] = 1.0
     x = torch.cat([sag, torch.zeros_like(sag), mask], 1)
     net = MaskSpy()
-    m = saliency_map("smoothgrad", net, x, "disc_herniation", 1)
+    m = saliency_map(method, net, x, "disc_herniation", 1)
     assert m.shape == CROP_SHAPE and m.max() == pytest.approx(1.0)
     seen = torch.cat(net.masks)
     assert len(seen) >= 8 and torch.equal(torch.unique(seen), torch.tensor([0.0, 1.0]))
