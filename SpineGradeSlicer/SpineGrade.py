@@ -37,6 +37,7 @@ from SpineGradeLib import dependencies, mrml_adapter, processing, relabel, runne
 
 from SpineGradeLogic.names import HEAD_NAMES, SPINE_ORDER  # noqa: E402
 from SpineGradeLogic.resources import resources_dir  # noqa: E402
+from SpineGradeLogic.saliency.methods import DEFAULT_METHOD, METHODS  # noqa: E402
 
 
 def resource(relative: str) -> str:
@@ -133,7 +134,7 @@ class SpineGradeParameterNode:
     axialVolume: vtkMRMLScalarVolumeNode  # may stay empty (None): grade from the sagittal alone
     heads: str = "all"
     saliencyMode: Annotated[str, Choice(["default", "all", "none"])] = "default"
-    saliencyMethod: Annotated[str, Choice(["auto", "gradcam", "ig", "smoothgrad", "occlusion"])] = "auto"
+    saliencyMethod: Annotated[str, Choice(list(METHODS))] = DEFAULT_METHOD
     useGPU: bool = False
     modelBundlePath: Path
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
@@ -354,7 +355,7 @@ class SpineGradeLogic(ScriptedLoadableModuleLogic):
         """Put a result folder's nodes in the scene (replacing that study's earlier nodes)."""
         return processing.load(slicer.mrmlScene, Path(resultDir), volumeNode, study)
 
-    def process(self, volumeNode, heads=None, saliency="default", saliencyMethods=("auto",), device="cpu",
+    def process(self, volumeNode, heads=None, saliency="default", saliencyMethods=(DEFAULT_METHOD,), device="cpu",
                 modelsDir=None, workDir=None, showProgress=True, axialVolumeNode=None):
         """Grade ``volumeNode`` (with the study's axial T2 ``axialVolumeNode`` where given) and return
         the nodes (a ``StudyNodes``: segmentation, vertebrae,

@@ -24,6 +24,7 @@ import numpy as np
 
 from SpineGradeLogic.names import DISC_OFFSET, POSTERIOR_OFFSET, SPINE_ORDER, VERTEBRA_LABELS
 from SpineGradeLogic.results import read_result_folder, write_result_folder
+from SpineGradeLogic.saliency.methods import DEFAULT_METHOD
 
 from . import runner
 
@@ -111,7 +112,7 @@ def corrected_dir(folder: Path) -> Path:
 
 def build_regrade_command(folder: Path, renames: Dict[str, str], out_dir: Optional[Path] = None,
                           python: Optional[str] = None, heads: Optional[Sequence[str]] = None,
-                          saliency: str = "default", saliency_methods: Sequence[str] = ("auto",),
+                          saliency: str = "default", saliency_methods: Sequence[str] = (DEFAULT_METHOD,),
                           device: str = "cpu", bundles: Optional[Dict[str, Path]] = None) -> List[str]:
     """The argv of ``spinegrade regrade`` (no shell, so paths with spaces are safe)."""
     cmd = [python or runner.python_executable(), "-m", "SpineGradeLogic.cli", "regrade", str(folder)]
@@ -123,7 +124,7 @@ def build_regrade_command(folder: Path, renames: Dict[str, str], out_dir: Option
         cmd += ["--heads", *heads]
     if saliency != "default":
         cmd += ["--saliency", saliency]
-    if saliency_methods and list(saliency_methods) != ["auto"]:
+    if saliency_methods and list(saliency_methods) != [DEFAULT_METHOD]:
         cmd += ["--saliency-method", *saliency_methods]
     if device and device != "cpu":
         cmd += ["--device", device]
