@@ -105,15 +105,14 @@ def truth_centroids(labels: Volume, values: Optional[Iterable[int]] = None) -> D
 
 def run_case(image: Volume, model, device: str = "cpu", predictor=None):
     """The pipeline's vertebra and disc stages on one image: (findings, disc locations, segmentation, seconds)."""
-    from ..pipeline.vertebra_stage import find_vertebrae, locate
-    from ..vertebrae.grid import from_working_grid, working_grid_for
+    from ..pipeline.vertebra_stage import find_vertebrae, input_segmentation, locate
 
     t0 = time.perf_counter()
     found = find_vertebrae(image, model, device, predictor)
     locations, warnings = locate(found) if found.labelling.vertebrae else ([], [])
     found.warnings.extend(warnings)
     seconds = time.perf_counter() - t0
-    seg = from_working_grid(found.labels, working_grid_for(image), image)
+    seg = input_segmentation(found, image)
     return found, locations, seg, seconds
 
 

@@ -462,6 +462,15 @@ def find_vertebrae(volume: Volume, model=None, device: str = "cpu", predictor: O
     return SpineFindings(gvol, labelling, labels, canal_ras, extent, warnings)
 
 
+def input_segmentation(found: SpineFindings, volume: Volume) -> Volume:
+    """The working-grid label map on ``volume``'s exact grid (nearest neighbour), the bodies' lateral
+    rim given back where that grid is finer across the slices (`vertebrae.body_rim`)."""
+    from ..vertebrae.body_rim import grow_bodies_across_slices
+    from ..vertebrae.grid import from_working_grid, working_grid_for
+
+    return grow_bodies_across_slices(from_working_grid(found.labels, working_grid_for(volume), volume))
+
+
 class VertebraeStage(Stage):
     """Vertebra labelling with the ``spinegrade_vertebrae`` model (a warning when it is not installed)."""
 
@@ -484,10 +493,7 @@ class VertebraeStage(Stage):
         ctx.result.vertebrae.extend(found.labelling.vertebrae)
         ctx.artifacts["vertebrae"] = found
         ctx.artifacts["labelling"] = found.labelling
-        from ..vertebrae.grid import from_working_grid, working_grid_for
-
-        grid = working_grid_for(volume)
-        ctx.segmentation = from_working_grid(found.labels, grid, volume)
+        ctx.segmentation = input_segmentation(found, volume)
         log.info("vertebrae: %s", ", ".join(found.labelling.names) or "none named")
 
 
