@@ -41,6 +41,8 @@ def add_vertebra_arguments(v: argparse.ArgumentParser, finetune: bool = False) -
     v.add_argument("--init", type=Path, help="start from this bundle's weights"
                    + (" (default: the installed spinegrade_vertebrae)" if finetune else " (fine-tuning)"))
     v.add_argument("--real-share", type=float, default=0.5, help="share of training samples from real scans")
+    v.add_argument("--fov-cut", type=float, default=0.0,
+                   help="share of training samples whose field of view is cut off from below (no sacrum in view)")
     v.add_argument("--time-limit", type=float, help="stop after the epoch that passes this many seconds")
     v.add_argument("--version", default="0.1.0", help="bundle version")
     v.add_argument("--changelog", default=f"{'fine-tuned with spinegrade finetune' if finetune else 'trained with spinegrade train'} vertebrae")
@@ -60,7 +62,7 @@ def train_vertebrae_command(args: argparse.Namespace) -> int:
     cfg = VertebraTrainingConfig(
         generated=list(args.generated), real=list(args.real), prepared=list(args.prepared), real_validation_share=args.real_validation_share,
         epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size, lr=args.lr,
-        patience=args.patience, seed=args.seed, device=args.device, workers=args.workers, init=args.init, real_share=args.real_share, cache=args.cache, time_limit_s=args.time_limit,
+        patience=args.patience, seed=args.seed, device=args.device, workers=args.workers, init=args.init, real_share=args.real_share, fov_cut=args.fov_cut, cache=args.cache, time_limit_s=args.time_limit,
     )
     checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".checkpoint.pt")
     outcome = train_vertebra_model(cfg, checkpoint)

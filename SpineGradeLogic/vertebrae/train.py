@@ -48,15 +48,38 @@ def augmentation(seed: int = 0) -> Compose:
     return t
 
 
+def cut_field_of_view(stack: np.ndarray, semantic: np.ndarray, level: np.ndarray, rng: np.random.Generator,
+                      lo: float = 0.25, hi: float = 0.75) -> tuple:
+    """The slice as a scan whose field of view ends higher up: everything below a cut placed between
+    ``lo`` and ``hi`` of the slice's bony superior-inferior extent becomes outside the field of view
+    (image 0, as `grid.study_on_grid` leaves it; targets ``IGNORE``).
+
+    Why: nearly every training slice shows the sacrum, so the level head learned to count up from
+    the lowest vertebra it sees; a thoraco-lumbar scan without the sacrum was then named as if its
+    lowest vertebra were L5. Arrays are ``[C, ap, si]`` (image) and ``[ap, si]`` (targets), si
+    running inferior to superior. Slices without bone come back unchanged.
+    """
+    rows = np.flatnonzero(((semantic >= 1) & (semantic <= 4)).any(axis=0))
+    if len(rows) < 2:
+        return stack, semantic, level
+    cut = int(round(rows[0] + rng.uniform(lo, hi) * (rows[-1] - rows[0])))
+    stack, semantic, level = stack.copy(), semantic.copy(), level.copy()
+    stack[..., :cut] = 0.0
+    semantic[:, :cut] = IGNORE
+    level[:, :cut] = IGNORE
+    return stack, semantic, level
+
+
 class SliceStacks(torch.utils.data.IterableDataset):
     """Endless augmented 2.5-D slice stacks: a case drawn by weight, then one of its useful slices.
 
     By default real and generated cases each supply half the samples, however many there are of
-    each: the real scans set the labelling convention the Dice is measured against.
+    each: the real scans set the labelling convention the Dice is measured against. A share
+    ``fov_cut`` of the samples has its field of view cut from below (`cut_field_of_view`).
     """
 
-    def __init__(self, cases: Sequence[PreparedCase], seed: int = 0, real_share: float = 0.5):
-        self.cases, self.seed = list(cases), seed
+    def __init__(self, cases: Sequence[PreparedCase], seed: int = 0, real_share: float = 0.5, fov_cut: float = 0.0):
+        self.cases, self.seed, self.fov_cut = list(cases), seed, fov_cut
         self.slices = [useful_slices(c) for c in self.cases]
         real = np.array([c.name.startswith("real-") for c in self.cases])
         w = np.ones(len(self.cases))
@@ -73,11 +96,13 @@ class SliceStacks(torch.utils.data.IterableDataset):
         while True:
             ci = int(rng.choice(len(self.cases), p=self.weights))
             c, s = self.cases[ci], int(rng.choice(self.slices[ci]))
-            stack = slice_stack(c.image, s)
+            stack, semantic, level = slice_stack(c.image, s), c.semantic[s], c.level[s]
             if rng.random() < 0.5:  # left-right mirror: neighbours swap sides
                 stack = stack[::-1].copy()
-            d = aug({"image": stack, "semantic": c.semantic[s][None].astype(np.float32),
-                     "level": c.level[s][None].astype(np.float32)})
+            if self.fov_cut and rng.random() < self.fov_cut:
+                stack, semantic, level = cut_field_of_view(stack, semantic, level, rng)
+            d = aug({"image": stack, "semantic": semantic[None].astype(np.float32),
+                     "level": level[None].astype(np.float32)})
             yield {
                 "image": torch.as_tensor(np.asarray(d["image"])).float(),
                 "semantic": torch.as_tensor(np.asarray(d["semantic"]))[0].round().long(),
@@ -86,9 +111,9 @@ class SliceStacks(torch.utils.data.IterableDataset):
 
 
 def batch_sampler(cases: Sequence[PreparedCase], batch_size: int, seed: int = 0, workers: int = 0,
-                  real_share: float = 0.5):
+                  real_share: float = 0.5, fov_cut: float = 0.0):
     """Returns a function giving an iterator of batches (workers > 0: augmentation in parallel processes)."""
-    loader = torch.utils.data.DataLoader(SliceStacks(cases, seed, real_share), batch_size=batch_size, num_workers=workers,
+    loader = torch.utils.data.DataLoader(SliceStacks(cases, seed, real_share, fov_cut), batch_size=batch_size, num_workers=workers,
                                          persistent_workers=workers > 0)
     return lambda: iter(loader)
 

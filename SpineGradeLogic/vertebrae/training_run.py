@@ -38,6 +38,7 @@ class VertebraTrainingConfig:
     workers: int = 0  # data-loading processes
     init: Optional[Path] = None  # a bundle whose weights training starts from (fine-tuning)
     real_share: float = 0.5  # share of samples drawn from real scans
+    fov_cut: float = 0.0  # share of samples whose field of view is cut from below (train.cut_field_of_view)
     cache: Optional[Path] = None
     time_limit_s: Optional[float] = None
 
@@ -113,7 +114,7 @@ def train_vertebra_model(cfg: VertebraTrainingConfig, checkpoint: Path) -> Dict[
         network.load_state_dict(load_bundle(cfg.init).network.state_dict())
         log.info("starting from the weights of %s", cfg.init)
     network = network.to(cfg.device)
-    sampler = batch_sampler(train_cases, cfg.batch_size, cfg.seed, cfg.workers, cfg.real_share)
+    sampler = batch_sampler(train_cases, cfg.batch_size, cfg.seed, cfg.workers, cfg.real_share, cfg.fov_cut)
 
     def to_device(batch):
         return {k: v.to(cfg.device) for k, v in batch.items()}

@@ -80,3 +80,24 @@ def test_cache_round_trip_and_fixed_split(tmp_path):
     assert split_names(names, 0.3) == split_names(list(reversed(names)), 0.3)
     train, val = split_names(names, 0.3)
     assert len(val) == 16 and not set(train) & set(val)
+
+
+def test_field_of_view_cut_blanks_everything_below_a_cut_inside_the_bony_extent():
+    from SpineGradeLogic.vertebrae.train import cut_field_of_view
+
+    stack = np.ones((3, 10, 100), np.float32)
+    semantic = np.zeros((10, 100), np.int64)
+    semantic[:, 20:80] = BODY
+    level = np.full((10, 100), LEVELS.index("L3"), np.int64)
+    cuts = set()
+    for seed in range(20):
+        img, sem, lvl = cut_field_of_view(stack, semantic, level, np.random.default_rng(seed))
+        cut = int(np.flatnonzero(sem[0] != IGNORE)[0])
+        assert 35 <= cut <= 65  # a quarter to three quarters of the bony rows 20-79
+        assert (img[..., :cut] == 0).all() and (img[..., cut:] == 1).all()
+        assert (lvl[:, :cut] == IGNORE).all() and (lvl[:, cut:] == level[:, cut:]).all()
+        cuts.add(cut)
+    assert len(cuts) > 5
+    assert (semantic[:, 20:80] == BODY).all() and (stack == 1).all()  # the case's own arrays are untouched
+    empty = np.zeros((10, 100), np.int64)
+    assert cut_field_of_view(stack, empty, level, np.random.default_rng(0))[0] is stack  # no bone: as it was
