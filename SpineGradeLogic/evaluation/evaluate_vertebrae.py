@@ -255,6 +255,11 @@ def summary_lines(cases: Sequence[CaseEvaluation], title: str) -> List[str]:
         lines.append(f"  disc levels found: {found}/{true}")
         if errs:
             lines.append(f"  mean disc-centre error: {np.mean(errs):.2f} mm (max {np.max(errs):.2f})")
+    # names the scores do not see where the reference stops at L5 (vb3): an L6 there is the sacrum misnamed
+    extra = [c for c in cases if {"L6", "T13"} & set(c.named)]
+    in_ref = [c for c in extra if c.scores is not None and {"L6", "T13"} & set(c.scores.identified)]
+    lines.append(f"  L6 or T13 named: {len(extra)} of {len(cases)} scans ({len(in_ref)} with one in the reference); "
+                 f"S1 named: {sum('S1' in c.named for c in cases)}")
     secs = [c.seconds for c in cases]
     lines.append(f"  labelling + discs: mean {np.mean(secs):.2f} s per case (max {np.max(secs):.2f})")
     wrong = [c for c in scored if not c.scores.all_correct]

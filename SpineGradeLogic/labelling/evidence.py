@@ -2,7 +2,10 @@
 
 Sources multiply (independent evidence): the network's level probabilities, the sacrum anchor (the
 sacrum instance is S1, a vertebral body is not), and the dens (a C2 body is about twice as tall as
-C3's, and small). A ``None`` source adds nothing.
+C3's, and small). A ``None`` source adds nothing. One exception to "a body is not S1": the lowest
+piece, where no sacrum was found and the field of view's lower edge cuts that piece
+(`cut_by_field_of_view`), may be the top of a sacrum the field of view leaves out; neither the
+network nor its shape tells that from an L6, so the priors decide (`edge_sacrum_evidence`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from .instances import SpineInstance
 
 K = len(SPINE_ORDER)
 S1 = SPINE_ORDER.index("S1")
+L6 = SPINE_ORDER.index("L6")
 C1 = SPINE_ORDER.index("C1")
 C2 = SPINE_ORDER.index("C2")
 CERVICAL = [SPINE_ORDER.index(f"C{i}") for i in range(1, 8)]
@@ -41,8 +45,16 @@ def network_evidence(instances: Sequence[SpineInstance]) -> Optional[np.ndarray]
     return np.stack([i.probabilities if i.probabilities is not None else np.full(K, 1.0 / K) for i in instances])
 
 
-def sacrum_evidence(instances: Sequence[SpineInstance], weight: float = 0.01, sacrum_weight: float = 1e-3) -> np.ndarray:
-    """The sacrum instance is S1; a vertebral body is anything but S1.
+#: ``SpineInstance.extra`` key set (True) on a piece that the field of view's inferior edge cuts
+CUT_BY_FIELD_OF_VIEW = "cut_by_field_of_view"
+#: the evidence source recorded when that piece may be S1
+EDGE_SACRUM_SOURCE = "sacrum at the edge of the field of view"
+
+
+def sacrum_evidence(instances: Sequence[SpineInstance], weight: float = 0.01, sacrum_weight: float = 1e-3,
+                    maybe_sacrum: Optional[int] = None) -> np.ndarray:
+    """The sacrum instance is S1; a vertebral body is anything but S1 (except ``maybe_sacrum``, the
+    index of a body that may be the top of a sacrum cut off by the field of view: no penalty).
 
     ``sacrum_weight`` (per other label, 25 of them) is what is left for "the sacrum mask is really a
     vertebra"; ``weight`` is left for "this body is really the sacrum".
@@ -52,9 +64,31 @@ def sacrum_evidence(instances: Sequence[SpineInstance], weight: float = 0.01, sa
         if inst.kind == "sacrum":
             ev[n] = sacrum_weight
             ev[n, S1] = 1.0
-        else:
+        elif n != maybe_sacrum:
             ev[n, S1] = weight
     return ev
+
+
+def edge_sacrum_candidate(ordered: Sequence[SpineInstance]) -> Optional[int]:
+    """Index of the lowest piece if it may be the top of a sacrum the field of view cuts off: no
+    sacrum instance among ``ordered``, and the lowest body is cut by the field of view's lower edge."""
+    if len(ordered) < 2 or any(i.kind == "sacrum" for i in ordered):
+        return None
+    low = ordered[-1]
+    return len(ordered) - 1 if low.kind == "body" and low.extra.get(CUT_BY_FIELD_OF_VIEW) else None
+
+
+def edge_sacrum_network(net: np.ndarray, index: int) -> np.ndarray:
+    """The network's evidence with the piece at ``index`` as likely S1 as L6.
+
+    The level head learned the sacrum from generated cases only (the real training scans label
+    L1-L5); the top of a real S1 cut by the field of view's edge looks to it like a vertebral body
+    and it calls it L5 or L6, never S1. Between S1 and L6 the priors (six lumbar vertebrae are
+    rare) decide; its evidence for every other level stays.
+    """
+    out = np.array(net, float, copy=True)
+    out[index, S1] = max(out[index, S1], out[index, L6])
+    return out
 
 
 def extent_along(inst: SpineInstance, direction: np.ndarray) -> float:
@@ -105,13 +139,16 @@ def evidence_for(ordered: Sequence[SpineInstance], anchors: bool = True) -> tupl
     """All evidence for ordered instances, and the names of the sources used."""
     sources, used = [], []
     net = network_evidence(ordered)
+    edge = edge_sacrum_candidate(ordered) if anchors else None
     if net is not None:
-        sources.append(net)
+        sources.append(net if edge is None else edge_sacrum_network(net, edge))
         used.append("network")
     if anchors:
-        sources.append(sacrum_evidence(ordered))
+        sources.append(sacrum_evidence(ordered, maybe_sacrum=edge))
         if any(i.kind == "sacrum" for i in ordered):
             used.append("sacrum")
+        elif edge is not None:
+            used.append(EDGE_SACRUM_SOURCE)
         dens = dens_evidence(ordered)
         if dens is not None:
             sources.append(dens)

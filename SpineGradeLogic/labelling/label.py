@@ -16,7 +16,7 @@ from ..io.volume import Volume
 from ..names import SPINE_ORDER, VERTEBRA_LABELS
 from ..results.model import Vertebra
 from .decoder import Decoded, DecoderPriors, decode
-from .evidence import evidence_for
+from .evidence import EDGE_SACRUM_SOURCE, evidence_for
 from .instances import SpineInstance, instances_from_label_map
 from .ordering import order_along_spine
 
@@ -24,6 +24,9 @@ MIN_INSTANCES = 2  # fewer bodies than this is not a spine: never invent labels
 UNANCHORED_WARNING = ("neither the sacrum nor C2 is in view: the levels rest on the level model alone, which "
                       "is least reliable on thoracic fields of view; check the names against a view that shows "
                       "the sacrum or C2")
+EDGE_SACRUM_WARNING = ("the lowest bony piece is cut by the field of view's lower edge and was named S1, the top "
+                       "of the sacrum (six lumbar vertebrae are rare); check the count against a view that shows "
+                       "the whole sacrum")
 MIN_CONFIDENCE = 0.5  # below this mean posterior the names are a guess: report, name nothing
 
 
@@ -36,7 +39,8 @@ class Labelling:
         instances: the instance behind each entry of ``vertebrae``, same order.
         decoded: the decoder's full output (posteriors) or None where nothing was decoded.
         warnings: sentences for ``result.json``'s warnings.
-        evidence_sources: what the names rest on ("network", "sacrum", "dens", "ground truth").
+        evidence_sources: what the names rest on ("network", "sacrum", "dens", ``EDGE_SACRUM_SOURCE``,
+            "ground truth").
     """
 
     vertebrae: List[Vertebra] = field(default_factory=list)
@@ -119,8 +123,10 @@ def label_instances(
         out.warnings.append("no spine found: too few vertebral bodies along a spine curve; no vertebra was named")
         return out
     evidence, used = evidence_for(ordered, anchors)
-    out.evidence_sources = used
     decoded = decode(evidence, _spacing(ordered), priors)
+    if EDGE_SACRUM_SOURCE in used and decoded.labels[-1] != "S1":  # the cut piece was not taken as the sacrum
+        used = [u for u in used if u != EDGE_SACRUM_SOURCE]
+    out.evidence_sources = used
     out.decoded = decoded
     if not used:
         out.warnings.append(
@@ -136,7 +142,9 @@ def label_instances(
     out.instances = ordered
     out.vertebrae = [_vertebra(i, n, c) for i, n, c in zip(ordered, decoded.labels, decoded.confidence)]
     out.warnings.extend(_count_warnings(decoded.labels, decoded))
-    if anchors and used == ["network"]:
+    if EDGE_SACRUM_SOURCE in used:
+        out.warnings.append(EDGE_SACRUM_WARNING)
+    elif anchors and used == ["network"]:
         out.warnings.append(UNANCHORED_WARNING)
     low = [v.label for v in out.vertebrae if v.confidence < min_confidence]
     if low:

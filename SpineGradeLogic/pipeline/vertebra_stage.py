@@ -50,6 +50,9 @@ ATLAS_REACH_MM = 25.0  # the atlas's centroid lies this close to C2's (it rings 
 SPINE_BODY_SHARE = 0.3  # bodies under this share of the largest bodies' volume do not decide where the sacrum may be
 MAX_SACRUM_LATERAL_MM = 25.0  # bodies farther to one side of the sacrum than this are not its spine
 MIN_SACRUM_MM3 = 3000.0  # even an S1 cut by the field of view's edge is a few cm3
+SACRAL_FRAGMENT_SHARE = 0.5  # body pieces touching the sacrum below its top and under this share of the median body are sacral
+SACRAL_FRAGMENT_GAP_MM = 3.0  # "touching": a voxel within this distance of the sacrum's
+FOV_CUT_SHARE = 0.01  # share of a body's voxels on the field of view's lower edge that makes it a cut body
 MAX_SACRUM_GAP_MM = 45.0  # lowest body's centroid to the nearest sacrum voxel (half a body + a disc + margin)
 MAX_INSTANCES = 40  # a spine has at most 26 bodies and a sacrum; this many more pieces is not a spine
 MAX_BODY_MM3 = 150_000.0  # a lumbar body is 30-50 cm3; a piece this big is no single vertebral body
@@ -309,6 +312,26 @@ def _without_fragments(instances: list) -> list:
     return kept
 
 
+def _mark_field_of_view_cuts(instances: list, inside: np.ndarray, min_share: float = FOV_CUT_SHARE) -> None:
+    """Mark the body pieces that the field of view's inferior edge cuts (`labelling.evidence`'s
+    ``CUT_BY_FIELD_OF_VIEW``): at least ``min_share`` of their voxels have the voxel below them
+    outside the field of view or off the grid (a body cut flat has its whole cross-section there,
+    a tenth to a quarter of its voxels; the top of a tilted sacrum that the edge cuts obliquely,
+    2-5 % on the vb3 scans; a body clear of the edge, none)."""
+    from ..labelling.evidence import CUT_BY_FIELD_OF_VIEW
+
+    for inst in instances:
+        if inst.kind != "body":
+            continue
+        v = inst.voxels
+        below = v[:, 2] - 1  # working-grid axis 2 runs inferior to superior
+        outside = below < 0
+        on = ~outside
+        outside[on] = ~inside[v[on, 0], v[on, 1], below[on]]
+        if outside.sum() >= max(3, min_share * len(v)):
+            inst.extra[CUT_BY_FIELD_OF_VIEW] = True
+
+
 def _atlas(instances: list):
     """The body piece that is the atlas (C1), or None: the level head calls it C1, it is the most
     superior body and lies within ``ATLAS_REACH_MM`` of the body below it (C2, around its dens)."""
@@ -355,6 +378,39 @@ def _plausible_sacrum(instances: list) -> list:
                  "to the lowest body", s.volume_mm3, np.round(s_centroid, 1), gap)
         return [i for i in instances if i.kind != "sacrum"]
     return instances
+
+
+def _sacral_fragments_into_sacrum(instances: list, level_probs: np.ndarray) -> list:
+    """Body pieces that are bits of the sacrum, merged into it.
+
+    A lateral piece of S1 or an ala that the network calls body would otherwise be named as a
+    vertebra between L5 and the sacrum (an L6). A piece is taken as sacral when it is small (under
+    ``SACRAL_FRAGMENT_SHARE`` of the median body), touches the sacrum (within
+    ``SACRAL_FRAGMENT_GAP_MM``) and its centroid lies below the sacrum's top (the 90th percentile of
+    its height): a vertebra above the sacrum, L6 included, has its centroid well above that.
+    """
+    from scipy.spatial import cKDTree
+
+    from ..labelling.instances import SpineInstance, mean_probabilities
+
+    sacra = [i for i in instances if i.kind == "sacrum"]
+    bodies = [i for i in instances if i.kind == "body"]
+    if not sacra or len(bodies) < 3:
+        return instances
+    sacrum = sacra[0]
+    pts = sacrum.points_ras()
+    top = float(np.percentile(pts[:, 2], 90))
+    tree = cKDTree(pts)
+    small = SACRAL_FRAGMENT_SHARE * float(np.median([b.volume_mm3 for b in bodies]))
+    frags = [b for b in bodies if b.volume_mm3 < small and b.centroid_mm[2] < top
+             and float(tree.query(b.points_ras(), distance_upper_bound=SACRAL_FRAGMENT_GAP_MM + 1e-6)[0].min())
+             <= SACRAL_FRAGMENT_GAP_MM]
+    if not frags:
+        return instances
+    log.info("%d sacral piece(s) the network called vertebral body merged into the sacrum", len(frags))
+    voxels = np.concatenate([sacrum.voxels] + [f.voxels for f in frags])
+    merged = SpineInstance(voxels, sacrum.grid, "sacrum", mean_probabilities(voxels, level_probs), extra=dict(sacrum.extra))
+    return [merged if i is sacrum else i for i in instances if not any(i is f for f in frags)]
 
 
 def sacrum_gap_mm(sacrum, point: np.ndarray, max_points: int = 20000) -> float:
@@ -423,12 +479,13 @@ def find_vertebrae(volume: Volume, model=None, device: str = "cpu", predictor: O
     sacrum = gvol.with_array(semantic == SACRUM)
     instances = [_whole_sacrum(i, level_probs) if i.kind == "sacrum" else i
                  for i in instances_from_masks(body, sacrum, level_probs)]
-    instances = _plausible_sacrum(instances)
+    instances = _sacral_fragments_into_sacrum(_plausible_sacrum(instances), level_probs)
     big = [i for i in instances if i.kind == "body" and i.volume_mm3 > MAX_BODY_MM3]
     if big:
         warnings.append(f"{len(big)} body-like structure(s) too large for a vertebral body were ignored")
         instances = [i for i in instances if not (i.kind == "body" and i.volume_mm3 > MAX_BODY_MM3)]
     instances = _without_fragments(instances)
+    _mark_field_of_view_cuts(instances, inside)
     n_bodies = sum(1 for i in instances if i.kind == "body")
     del lvl_p, level_probs
 

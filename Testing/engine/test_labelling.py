@@ -349,3 +349,52 @@ def test_the_atlas_comes_apart_even_where_the_level_head_wavers_on_c2():
     atlas = min(pieces, key=lambda p: p.n_voxels)
     assert SPINE_ORDER[int(np.argmax(atlas.probabilities))] == "C1" and atlas.n_voxels == 6 * 7 * 4
     assert max(p.n_voxels for p in pieces) == mask.sum() - 6 * 7 * 4
+
+
+def _with_evidence(spine, rows):
+    """Body instances of ``spine`` (superior first) carrying the given probability rows."""
+    body, _ = masks(spine)
+    inst = sorted(instances_from_masks(body), key=lambda i: -i.centroid_mm[2])
+    for i, row in zip(inst, rows):
+        i.probabilities = np.asarray(row, float) / np.sum(row)
+    return inst
+
+
+def _row(**p):
+    row = np.full(len(SPINE_ORDER), 1e-3)
+    for name, v in p.items():
+        row[SPINE_ORDER.index(name)] = v
+    return row
+
+
+def test_a_body_cut_by_the_lower_edge_is_taken_as_the_sacrum_not_an_l6():
+    """No sacrum in view, the lowest piece cut by the field of view and called L5/L6 by the network
+    (which never learned a real S1): the priors make it S1, and a warning says so."""
+    from SpineGradeLogic.labelling.evidence import CUT_BY_FIELD_OF_VIEW, EDGE_SACRUM_SOURCE
+    from SpineGradeLogic.labelling.label import EDGE_SACRUM_WARNING, UNANCHORED_WARNING
+
+    spine = synthetic_spine(names_between("T11", "L5"))  # seven bodies: the lowest plays the cut S1
+    rows = [_row(T12=1.0), _row(L1=1.0), _row(L2=1.0), _row(L3=1.0), _row(L4=1.0), _row(L5=1.0),
+            _row(L5=0.4, L6=0.55, S1=0.01)]
+    uncut = label_instances(_with_evidence(spine, rows))
+    assert uncut.names[-2:] == ["L5", "L6"] and UNANCHORED_WARNING in uncut.warnings
+    inst = _with_evidence(spine, rows)
+    inst[-1].extra[CUT_BY_FIELD_OF_VIEW] = True
+    cut = label_instances(inst)
+    assert cut.names == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert EDGE_SACRUM_SOURCE in cut.evidence_sources
+    assert EDGE_SACRUM_WARNING in cut.warnings and UNANCHORED_WARNING not in cut.warnings
+    assert not any("L6" in w for w in cut.warnings)
+
+
+def test_a_cut_body_the_network_knows_keeps_its_level():
+    from SpineGradeLogic.labelling.evidence import CUT_BY_FIELD_OF_VIEW, EDGE_SACRUM_SOURCE
+    from SpineGradeLogic.labelling.label import UNANCHORED_WARNING
+
+    spine = synthetic_spine(names_between("T11", "L4"))
+    rows = [_row(T11=1.0), _row(T12=1.0), _row(L1=1.0), _row(L2=1.0), _row(L3=1.0), _row(L4=0.9, L5=0.1)]
+    inst = _with_evidence(spine, rows)
+    inst[-1].extra[CUT_BY_FIELD_OF_VIEW] = True  # a field of view that ends inside L4
+    lab = label_instances(inst)
+    assert lab.names == ["T11", "T12", "L1", "L2", "L3", "L4"]
+    assert EDGE_SACRUM_SOURCE not in lab.evidence_sources and UNANCHORED_WARNING in lab.warnings

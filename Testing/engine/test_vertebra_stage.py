@@ -276,3 +276,45 @@ def test_a_whole_spine_names_the_atlas_and_places_no_c1_c2_disc(tmp_path, bundle
     levels = [d.level for d in ctx.result.discs]
     assert "C1/C2" not in levels and levels[0] == "C2/C3"
     assert VERTEBRA_LABELS["C1"] in np.unique(ctx.segmentation.array)
+
+
+def _piece(grid, kind, lo, hi):
+    from SpineGradeLogic.labelling.instances import SpineInstance
+
+    box = np.zeros(grid.shape, bool)
+    box[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
+    return SpineInstance(np.argwhere(box), grid, kind)
+
+
+def test_bodies_cut_by_the_lower_edge_of_the_field_of_view_are_marked():
+    from SpineGradeLogic.labelling.evidence import CUT_BY_FIELD_OF_VIEW
+    from SpineGradeLogic.pipeline.vertebra_stage import _mark_field_of_view_cuts
+
+    grid = Volume(np.zeros((10, 40, 60), np.uint8), (3.0, 1.5, 1.5), (0.0, 0.0, 0.0), np.eye(3))
+    inside = np.ones(grid.shape, bool)
+    inside[:, :, :8] = False  # the field of view starts at k = 8 (axis 2 runs inferior to superior)
+    cut = _piece(grid, "body", (2, 10, 8), (8, 30, 18))  # its lowest layer lies on the edge
+    clear = _piece(grid, "body", (2, 10, 25), (8, 30, 40))
+    sacrum = _piece(grid, "sacrum", (2, 10, 8), (8, 30, 12))
+    _mark_field_of_view_cuts([cut, clear, sacrum], inside)
+    assert cut.extra.get(CUT_BY_FIELD_OF_VIEW) and CUT_BY_FIELD_OF_VIEW not in clear.extra
+    assert CUT_BY_FIELD_OF_VIEW not in sacrum.extra  # only bodies may be a sacrum's cut-off top
+
+
+def test_small_body_pieces_beside_the_sacrum_join_it():
+    from SpineGradeLogic.pipeline.vertebra_stage import _sacral_fragments_into_sacrum
+
+    grid = Volume(np.zeros((12, 40, 120), np.uint8), (3.0, 1.5, 1.5), (0.0, 0.0, 0.0), np.eye(3))
+    levels = np.full((len(LEVELS),) + grid.shape, 1.0 / len(LEVELS), np.float32)
+    bodies = [_piece(grid, "body", (2, 10, k), (10, 30, k + 18)) for k in (40, 62, 84)]  # L3, L4, L5
+    sacrum = _piece(grid, "sacrum", (2, 10, 5), (10, 30, 36))
+    beside = _piece(grid, "body", (10, 12, 20), (12, 24, 30))  # small, touching the sacrum, below its top
+    far = _piece(grid, "body", (10, 12, 20), (12, 24, 30))
+    far.voxels = far.voxels + np.array([0, 0, 70])  # the same piece up beside L4: not the sacrum's
+    out = _sacral_fragments_into_sacrum(bodies + [sacrum, beside, far], levels)
+    merged = [i for i in out if i.kind == "sacrum"]
+    assert len(merged) == 1 and merged[0].n_voxels == sacrum.n_voxels + beside.n_voxels
+    kept = [id(i) for i in out]
+    assert id(beside) not in kept and id(far) in kept and all(id(b) in kept for b in bodies)
+    alone = bodies + [sacrum]
+    assert [id(i) for i in _sacral_fragments_into_sacrum(alone, levels)] == [id(i) for i in alone]
