@@ -5,7 +5,7 @@ sacrum instance is S1, a vertebral body is not), and the dens (a C2 body is abou
 C3's, and small). A ``None`` source adds nothing. One exception to "a body is not S1": the lowest
 piece, where no sacrum was found and the field of view's lower edge cuts that piece
 (`cut_by_field_of_view`), may be the top of a sacrum the field of view leaves out; neither the
-network nor its shape tells that from an L6, so the priors decide (`edge_sacrum_evidence`).
+network nor its shape tells that from an L6, so the priors decide (`edge_sacrum_network`).
 """
 
 from __future__ import annotations
