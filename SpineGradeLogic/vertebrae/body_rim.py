@@ -43,9 +43,12 @@ def grow_bodies_across_slices(segmentation: Volume, reach_mm: float = BODY_RIM_M
     """
     axis, cosine = left_right_axis(segmentation)
     steps = int(np.floor(reach_mm * cosine / segmentation.spacing[axis] + 1e-6))
+    if cosine < MIN_AXIS_COSINE or steps < 1:
+        return segmentation
     arr = np.asarray(segmentation.array)
-    present = [v for v in BODY_VALUES if v in set(np.unique(arr).tolist())]
-    if cosine < MIN_AXIS_COSINE or steps < 1 or not present:
+    values = set(np.unique(arr).tolist())
+    present = [v for v in BODY_VALUES if v in values]
+    if not present:
         return segmentation
     out = arr.copy()
     line = np.zeros((3, 3, 3), bool)
