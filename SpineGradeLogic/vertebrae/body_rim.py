@@ -46,8 +46,8 @@ def grow_bodies_across_slices(segmentation: Volume, reach_mm: float = BODY_RIM_M
     if cosine < MIN_AXIS_COSINE or steps < 1:
         return segmentation
     arr = np.asarray(segmentation.array)
-    values = set(np.unique(arr).tolist())
-    present = [v for v in BODY_VALUES if v in values]
+    boxes = ndimage.find_objects(arr.astype(np.int32, copy=False))  # one pass: boxes[v - 1] is value v's
+    present = [v for v in BODY_VALUES if v <= len(boxes) and boxes[v - 1] is not None]
     if not present:
         return segmentation
     out = arr.copy()
@@ -58,17 +58,15 @@ def grow_bodies_across_slices(segmentation: Volume, reach_mm: float = BODY_RIM_M
         idx[axis] = end
         line[tuple(idx)] = True
     for value in present:
-        box = _box_around(arr == value, axis, steps)
+        box = _widened(boxes[value - 1], axis, steps, arr.shape)
         mask = arr[box] == value
         grown = ndimage.binary_dilation(mask, line, iterations=steps) & (out[box] == 0)
         out[box][grown] = value
     return segmentation.with_array(out)
 
 
-def _box_around(mask: np.ndarray, axis: int, margin: int) -> tuple:
-    """The bounding box of ``mask``, widened by ``margin`` voxels along ``axis``."""
-    nz = np.argwhere(mask)
-    lo, hi = nz.min(0), nz.max(0) + 1
-    lo[axis] = max(0, lo[axis] - margin)
-    hi[axis] = min(mask.shape[axis], hi[axis] + margin)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+def _widened(box: tuple, axis: int, margin: int, shape: tuple) -> tuple:
+    """A bounding box (slices) widened by ``margin`` voxels along ``axis``, within ``shape``."""
+    out = list(box)
+    out[axis] = slice(max(0, box[axis].start - margin), min(shape[axis], box[axis].stop + margin))
+    return tuple(out)
