@@ -21,6 +21,17 @@ def register(sub) -> None:
     register_grading(models)
 
 
+def share(text: str) -> float:
+    """An argparse type: a share between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
+    return value
+
+
 def add_vertebra_arguments(v: argparse.ArgumentParser, finetune: bool = False) -> None:
     v.add_argument("--generated", nargs="*", type=Path, default=[], help="folders of generated cases (spinegrade phantom)")
     v.add_argument("--real", nargs="*", type=Path, default=[], help="folders of real cases with vertebrae.nii.gz")
@@ -40,8 +51,8 @@ def add_vertebra_arguments(v: argparse.ArgumentParser, finetune: bool = False) -
     v.add_argument("--workers", type=int, default=0, help="data-loading processes (0: in the training process)")
     v.add_argument("--init", type=Path, help="start from this bundle's weights"
                    + (" (default: the installed spinegrade_vertebrae)" if finetune else " (fine-tuning)"))
-    v.add_argument("--real-share", type=float, default=0.5, help="share of training samples from real scans")
-    v.add_argument("--fov-cut", type=float, default=0.0,
+    v.add_argument("--real-share", type=share, default=0.5, help="share of training samples from real scans")
+    v.add_argument("--fov-cut", type=share, default=0.0,
                    help="share of training samples whose field of view is cut off from below (no sacrum in view)")
     v.add_argument("--time-limit", type=float, help="stop after the epoch that passes this many seconds")
     v.add_argument("--version", default="0.1.0", help="bundle version")

@@ -101,3 +101,34 @@ def test_field_of_view_cut_blanks_everything_below_a_cut_inside_the_bony_extent(
     assert (semantic[:, 20:80] == BODY).all() and (stack == 1).all()  # the case's own arrays are untouched
     empty = np.zeros((10, 100), np.int64)
     assert cut_field_of_view(stack, empty, level, np.random.default_rng(0))[0] is stack  # no bone: as it was
+
+
+def test_slice_stacks_cut_the_field_of_view_of_the_share_asked_for():
+    from SpineGradeLogic.vertebrae.train import SliceStacks
+
+    image = np.random.default_rng(0).random((5, 192, 192)).astype(np.float32) + 0.5
+    semantic = np.zeros((5, 192, 192), np.int64)
+    semantic[:, 60:130, 20:170] = BODY
+    level = np.full((5, 192, 192), IGNORE, np.int64)
+    case = PreparedCase("generated-a", image, semantic, level)
+
+    def cut_share(fov_cut, n=24):
+        it = iter(SliceStacks([case], seed=1, fov_cut=fov_cut))
+        # a cut blanks whole rows at the inferior end (image 0, semantic ignored) inside the bony extent
+        return np.mean([bool((next(it)["semantic"][:, :40] == IGNORE).all()) for _ in range(n)])
+
+    assert cut_share(0.0) == 0.0
+    assert cut_share(1.0) > 0.7  # the affine augmentation moves some cuts out of the window's first rows
+
+
+def test_training_shares_outside_zero_to_one_are_refused():
+    import argparse
+
+    import pytest
+
+    from SpineGradeLogic.cli.train import share
+
+    assert share("0.35") == 0.35
+    for bad in ("1.5", "-0.1", "a third"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            share(bad)

@@ -318,3 +318,27 @@ def test_small_body_pieces_beside_the_sacrum_join_it():
     assert id(beside) not in kept and id(far) in kept and all(id(b) in kept for b in bodies)
     alone = bodies + [sacrum]
     assert [id(i) for i in _sacral_fragments_into_sacrum(alone, levels)] == [id(i) for i in alone]
+
+
+def test_input_segmentation_gives_the_bodies_lateral_rim_back_on_a_fine_grid():
+    from types import SimpleNamespace
+
+    from SpineGradeLogic.pipeline.vertebra_stage import input_segmentation
+    from SpineGradeLogic.vertebrae.grid import from_working_grid, working_grid_for
+
+    volume = Volume(np.zeros((60, 60, 60), np.float32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))
+    grid = working_grid_for(volume)
+    labels = np.zeros(grid.size, np.uint8)
+    labels[8:12, 10:30, 10:30] = VERTEBRA_LABELS["L4"]
+    plain = np.asarray(from_working_grid(labels, grid, volume).array) == VERTEBRA_LABELS["L4"]
+    seg = np.asarray(input_segmentation(SimpleNamespace(labels=labels), volume).array) == VERTEBRA_LABELS["L4"]
+    lr = lambda m: np.flatnonzero(m.any(axis=(1, 2)))  # array axis 0 is left-right here
+    assert lr(seg).min() == lr(plain).min() - 2 and lr(seg).max() == lr(plain).max() + 2
+    assert seg.sum() > plain.sum()
+
+
+def test_evaluation_counts_l6_and_t13_names_the_scores_do_not_see():
+    from SpineGradeLogic.evaluation.evaluate_vertebrae import CaseEvaluation, summary_lines
+
+    cases = [CaseEvaluation("a", "real", named=["L4", "L5", "L6"]), CaseEvaluation("b", "real", named=["L4", "L5", "S1"])]
+    assert "  L6 or T13 named: 1 of 2 scans (0 with one in the reference); S1 named: 1" in summary_lines(cases, "t")
