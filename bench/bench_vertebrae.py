@@ -29,17 +29,17 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL_DEV = ROOT.parent / "shared" / "data" / "real-dev"
 
 
-def _speed_child(bundle: str, image_path: str, labels_path: str, queue) -> None:
+def _speed_child(bundle: str, image_path: str, labels_path: str, queue, outline: str = "") -> None:
     """In a fresh process: load the model, label, place discs; report seconds and peak memory."""
     try:
-        _measure(bundle, image_path, labels_path, queue)
+        _measure(bundle, image_path, labels_path, queue, outline)
     except BaseException:  # report, never leave the parent waiting
         import traceback
 
         queue.put({"error": traceback.format_exc()})
 
 
-def _measure(bundle: str, image_path: str, labels_path: str, queue) -> None:
+def _measure(bundle: str, image_path: str, labels_path: str, queue, outline: str = "") -> None:
     import resource
     import time
 
@@ -49,7 +49,8 @@ def _measure(bundle: str, image_path: str, labels_path: str, queue) -> None:
     torch.set_num_threads(2)
     from SpineGradeLogic.evaluation.evaluate_vertebrae import oracle_predictor
     from SpineGradeLogic.models import bundle as _bundle_module  # noqa: F401  (monai, torch: the imports a run pays once)
-    from SpineGradeLogic.pipeline.vertebra_stage import default_predictor, find_vertebrae, load_model, locate
+    from SpineGradeLogic.pipeline.vertebra_stage import (OUTLINE_BUNDLE, default_predictor, find_vertebrae, input_segmentation,
+                                                         load_model, locate)
     from SpineGradeLogic.results.folder import read_volume
 
     t0 = time.perf_counter()
@@ -71,9 +72,13 @@ def _measure(bundle: str, image_path: str, labels_path: str, queue) -> None:
     t3 = time.perf_counter()
     locations = locate(found)[0] if found.labelling.vertebrae else []
     t4 = time.perf_counter()
+    # the label volume on the input grid: resampled, lateral rim, body outlines redrawn (outline bundle loaded here)
+    out_model = load_model(Path(outline), name=OUTLINE_BUNDLE) if outline else None
+    input_segmentation(found, image, out_model.network if out_model else None)
+    t4b = time.perf_counter()
     r = {
         "import_s": t0 - t_import, "read_s": t1 - t0, "load_s": t2 - t1, "network_s": timing["network_s"],
-        "post_s": t3 - t2 - timing["network_s"], "discs_s": t4 - t3,
+        "post_s": t3 - t2 - timing["network_s"], "discs_s": t4 - t3, "segmentation_s": t4b - t4, "outline": bool(outline),
         "named": found.labelling.names, "discs": [l.level for l in locations], "shape": list(image.shape),
     }
     # the same study with the network's output replaced by the ground truth: what labelling and disc
@@ -119,7 +124,7 @@ def study_512(tmp: Path) -> tuple[Path, Path]:
     return path, labels
 
 
-def speed(bundle: Path | None) -> list[str]:
+def speed(bundle: Path | None, outline: Path | None = None) -> list[str]:
     from SpineGradeLogic.models.bundle import save_bundle
     from SpineGradeLogic.vertebrae.network import NETWORK_KWARGS, build_network
 
@@ -133,7 +138,7 @@ def speed(bundle: Path | None) -> list[str]:
         image, labels = study_512(tmp)
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
-        p = ctx.Process(target=_speed_child, args=(str(bundle), str(image), str(labels), q))
+        p = ctx.Process(target=_speed_child, args=(str(bundle), str(image), str(labels), q, str(outline or "")))
         p.start()
         p.join(timeout=600)
         try:
@@ -143,11 +148,14 @@ def speed(bundle: Path | None) -> list[str]:
     if "error" in r:
         return lines + [f"  failed: {r['error']}"]
     net = r["load_s"] + r["network_s"]
+    seg_what = "rim + body outlines redrawn, outline model load included" if r["outline"] else "rim; no outline model"
+    total = net + r["post_s"] + r["discs_s"] + r["segmentation_s"]
     lines += [
         f"  study {'x'.join(map(str, r['shape']))}{note}",
         f"  imports (torch, monai; once per process) {r['import_s']:.2f} s, reading the study {r['read_s']:.2f} s",
         f"  model load {r['load_s']:.2f} s + network {r['network_s']:.2f} s + labelling {r['post_s']:.2f} s + discs "
-        f"{r['discs_s']:.2f} s = {net + r['post_s'] + r['discs_s']:.2f} s; named: {' '.join(r['named']) or '-'}",
+        f"{r['discs_s']:.2f} s + label volume on the input grid ({seg_what}) {r['segmentation_s']:.2f} s = {total:.2f} s; "
+        f"named: {' '.join(r['named']) or '-'}",
         f"  with the network's output replaced by the truth (clean output): model load + network {net:.2f} s + labelling "
         f"{r['oracle_post_s']:.2f} s + discs {r['oracle_discs_s']:.2f} s = {net + r['oracle_post_s'] + r['oracle_discs_s']:.2f} s; "
         f"named: {' '.join(r['oracle_named'])}, {r['oracle_discs']} discs",
@@ -162,6 +170,8 @@ def main() -> int:
     ap.add_argument("--real", type=Path, default=REAL_DEV, help=f"real-dev folder (default {REAL_DEV})")
     ap.add_argument("--generated", type=int, default=1, help="generated cases per field of view and contrast (default 1)")
     ap.add_argument("--oracle", action="store_true", help="ground truth instead of the network (decoder + discs alone)")
+    ap.add_argument("--outline", type=Path, help="body-outline bundle (default: the installed one, if any)")
+    ap.add_argument("--no-outline", action="store_true", help="keep the vertebra network's own body outlines")
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -171,9 +181,10 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     from SpineGradeLogic.cli.evaluate import evaluate_vertebrae_command
     from SpineGradeLogic.models.bundle import find_bundle
-    from SpineGradeLogic.pipeline.vertebra_stage import BUNDLE
+    from SpineGradeLogic.pipeline.vertebra_stage import BUNDLE, OUTLINE_BUNDLE
 
     bundle = find_bundle(BUNDLE, args.bundle)
+    outline = None if args.no_outline else find_bundle(OUTLINE_BUNDLE, args.outline)
     if not args.real.is_dir():
         print(f"real-dev scans not found at {args.real}: real and sct-t2_lumbar figures skipped")
     if bundle is None and not args.oracle:
@@ -183,11 +194,11 @@ def main() -> int:
         ns = argparse.Namespace(
             real=args.real if args.real.is_dir() else None, sct=args.real if args.real.is_dir() else None,
             generated=args.generated, fov=None, contrast=None, bundle=bundle, cases=None, oracle=args.oracle,
-            device="cpu", json=args.json,
+            device="cpu", json=args.json, outline=outline, no_outline=outline is None,
         )
         evaluate_vertebrae_command(ns)
     if not args.no_speed:
-        print("\n".join(speed(bundle)))
+        print("\n".join(speed(bundle, outline)))
     return 0
 
 

@@ -28,6 +28,8 @@ def register(sub) -> None:
     v.add_argument("--fov", nargs="+", default=None, help="fields of view for --generated (default: all)")
     v.add_argument("--contrast", nargs="+", default=None, help="contrasts for --generated (default: T1 T2 STIR random)")
     v.add_argument("--bundle", type=Path, help="the vertebra bundle (default: the installed one)")
+    v.add_argument("--outline", type=Path, help="the body-outline bundle (default: the installed one, if any)")
+    v.add_argument("--no-outline", action="store_true", help="keep the vertebra network's own body outlines")
     v.add_argument("--cases", nargs="+", metavar="NAME", help="real cases to use instead of the bundle's validation split")
     v.add_argument("--oracle", action="store_true",
                    help="replace the network by the ground truth: measures the decoder and disc localisation alone")
@@ -43,7 +45,7 @@ def evaluate_vertebrae_command(args: argparse.Namespace) -> int:
     from ..errors import ModelError
     from ..evaluation import evaluate_vertebrae as E
     from ..models.bundle import find_bundle
-    from ..pipeline.vertebra_stage import BUNDLE, load_model
+    from ..pipeline.vertebra_stage import BUNDLE, OUTLINE_BUNDLE, load_model
 
     path = find_bundle(BUNDLE, args.bundle)
     model = None
@@ -54,6 +56,13 @@ def evaluate_vertebrae_command(args: argparse.Namespace) -> int:
         print(f"model: {path} (version {model.version}, sha256 {model.sha256[:12]}...)")
     else:
         print("predictor: oracle (ground-truth masks and levels; the network is not used)")
+    outline_path = None if args.no_outline else find_bundle(OUTLINE_BUNDLE, args.outline)
+    outline = load_model(outline_path, args.device, name=OUTLINE_BUNDLE) if outline_path is not None else None
+    if outline is not None:
+        print(f"body outlines: {outline_path} (version {outline.version}, sha256 {outline.sha256[:12]}...)")
+    else:
+        print("body outlines: the vertebra network's own (no outline bundle used)")
+    outline = outline.network if outline is not None else None
 
     all_cases, lines = [], []
     if args.real:
@@ -69,7 +78,7 @@ def evaluate_vertebrae_command(args: argparse.Namespace) -> int:
             print(f"real scans: {args.real} not found; skipped")
             names = []
         if names:
-            real = E.evaluate_real(args.real, names, model, args.device, args.oracle)
+            real = E.evaluate_real(args.real, names, model, args.device, args.oracle, outline)
             all_cases += real
             lines += E.summary_lines(real, f"real scans held out ({len(real)}: {' '.join(c.name for c in real)}), bodies L1-L5")
     if args.sct:
@@ -80,12 +89,12 @@ def evaluate_vertebrae_command(args: argparse.Namespace) -> int:
         elif args.oracle:
             print("sct-t2_lumbar: has no masks, so no oracle; skipped")
         else:
-            sct = E.evaluate_sct(folder, model, args.device)
+            sct = E.evaluate_sct(folder, model, args.device, outline)
             all_cases.append(sct)
             lines += E.sct_lines(sct)
     if args.generated > 0:
         gen = E.evaluate_generated(args.generated, model, args.device, args.fov or E.FOVS, args.contrast or E.CONTRASTS,
-                                   args.oracle)
+                                   args.oracle, outline=outline)
         all_cases += gen
         lines += E.summary_lines(gen, f"generated cases ({len(gen)})")
         for key in ("fov", "contrast"):

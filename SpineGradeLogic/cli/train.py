@@ -19,6 +19,9 @@ def register(sub) -> None:
     from ..grading.cli import register_grading  # no heavy imports: handlers import what they need
 
     register_grading(models)
+    from .train_outline import register_outline
+
+    register_outline(models)
 
 
 def share(text: str) -> float:

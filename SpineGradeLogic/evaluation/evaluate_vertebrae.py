@@ -103,8 +103,11 @@ def truth_centroids(labels: Volume, values: Optional[Iterable[int]] = None) -> D
             if i.volume_mm3 >= MIN_BODY_MM3}
 
 
-def run_case(image: Volume, model, device: str = "cpu", predictor=None):
-    """The pipeline's vertebra and disc stages on one image: (findings, disc locations, segmentation, seconds)."""
+def run_case(image: Volume, model, device: str = "cpu", predictor=None, outline=None):
+    """The pipeline's vertebra and disc stages on one image: (findings, disc locations, segmentation, seconds).
+
+    ``outline``: the body-outline network (`pipeline.vertebra_stage.load_outline(...).network`), or None
+    for the vertebra network's own outlines."""
     from ..pipeline.vertebra_stage import find_vertebrae, input_segmentation, locate
 
     t0 = time.perf_counter()
@@ -112,7 +115,7 @@ def run_case(image: Volume, model, device: str = "cpu", predictor=None):
     locations, warnings = locate(found) if found.labelling.vertebrae else ([], [])
     found.warnings.extend(warnings)
     seconds = time.perf_counter() - t0
-    seg = input_segmentation(found, image)
+    seg = input_segmentation(found, image, outline, device)
     return found, locations, seg, seconds
 
 
@@ -126,6 +129,7 @@ def score_case(
     predictor=None,
     body_values: Optional[Sequence[int]] = None,
     truth_discs: Optional[Dict[str, np.ndarray]] = None,
+    outline=None,
 ) -> CaseEvaluation:
     """Run one case and score it against its truth.
 
@@ -135,7 +139,7 @@ def score_case(
             is identified (the predictions of unlabelled levels, T12 or S1, are not held against it).
         truth_discs: level -> true disc centre (RAS) for the disc-centre error.
     """
-    found, locations, seg, seconds = run_case(image, model, device, predictor)
+    found, locations, seg, seconds = run_case(image, model, device, predictor, outline)
     ev = CaseEvaluation(name, kind, named=found.labelling.names, seconds=seconds, warnings=list(found.warnings))
     predicted = {v.label: np.asarray(v.centroid_mm) for v in found.labelling.vertebrae}
     if truth_labels is not None:
@@ -172,7 +176,8 @@ def bundle_split(bundle_path: Optional[Path]) -> Optional[List[str]]:
     return list(val) if val is not None else None
 
 
-def evaluate_real(root: Path, names: Sequence[str], model, device: str = "cpu", oracle: bool = False) -> List[CaseEvaluation]:
+def evaluate_real(root: Path, names: Sequence[str], model, device: str = "cpu", oracle: bool = False,
+                  outline=None) -> List[CaseEvaluation]:
     """vb3 scans: bodies L1-L5 (values 20-24) are what the truth labels."""
     from ..results.folder import read_volume
 
@@ -185,11 +190,11 @@ def evaluate_real(root: Path, names: Sequence[str], model, device: str = "cpu", 
         image, labels = read_volume(folder / "image.nii.gz"), read_volume(folder / "vertebrae.nii.gz")
         values = sorted(int(v) for v in np.unique(labels.array) if int(v) in LABEL_TO_VERTEBRA)
         pred = oracle_predictor(labels) if oracle else None
-        out.append(score_case(n, "real", image, labels, model, device, pred, body_values=values))
+        out.append(score_case(n, "real", image, labels, model, device, pred, body_values=values, outline=outline))
     return out
 
 
-def evaluate_sct(folder: Path, model, device: str = "cpu") -> CaseEvaluation:
+def evaluate_sct(folder: Path, model, device: str = "cpu", outline=None) -> CaseEvaluation:
     """``sct-t2_lumbar``: distance from the found T9/T10 disc to its landmark (the disc's posterior tip).
 
     Reports the distance to the found disc centre and to the centre of the found disc box's posterior
@@ -203,7 +208,7 @@ def evaluate_sct(folder: Path, model, device: str = "cpu") -> CaseEvaluation:
     meta = json.loads((folder / "meta.json").read_text())
     ijk = meta["landmarks_voxel_ijk"][SCT_LANDMARK]
     landmark = image.index_to_ras(np.asarray(ijk, float))
-    ev = score_case("sct-t2_lumbar", "sct", image, None, model, device)
+    ev = score_case("sct-t2_lumbar", "sct", image, None, model, device, outline=outline)
     ev.extra["landmark_ras"] = [round(float(x), 2) for x in landmark]
     loc = next((l for l in ev.extra["locations"] if l.level == "T9/T10"), None)
     if loc is None:
@@ -221,7 +226,7 @@ def evaluate_sct(folder: Path, model, device: str = "cpu") -> CaseEvaluation:
 
 
 def evaluate_generated(n: int, model, device: str = "cpu", fovs: Sequence[str] = FOVS, contrasts: Sequence[str] = CONTRASTS,
-                       oracle: bool = False, seed0: int = GENERATED_SEED0) -> List[CaseEvaluation]:
+                       oracle: bool = False, seed0: int = GENERATED_SEED0, outline=None) -> List[CaseEvaluation]:
     """``n`` generated cases per field of view and contrast, seeds ``seed0 + i`` (i counts over all cases)."""
     from ..phantom import generate_case
 
@@ -235,7 +240,7 @@ def evaluate_generated(n: int, model, device: str = "cpu", fovs: Sequence[str] =
                 discs = {d.level: np.asarray(d.center_mm) for d in case.truth.discs}
                 pred = oracle_predictor(case.labels) if oracle else None
                 ev = score_case(f"generated-{seed}-{fov}-{contrast}", "generated", case.image, case.labels, model, device,
-                                pred, truth_discs=discs)
+                                pred, truth_discs=discs, outline=outline)
                 ev.extra.update(fov=fov, contrast=contrast, seed=seed)
                 out.append(ev)
     return out

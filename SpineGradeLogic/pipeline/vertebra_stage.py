@@ -41,6 +41,7 @@ from .stages import Stage
 log = logging.getLogger("spinegrade")
 
 BUNDLE = "spinegrade_vertebrae"
+OUTLINE_BUNDLE = "spinegrade_body_outline"  # optional: redraws the bodies' outlines at 1 mm (vertebrae.outline)
 # semantic classes of the vertebra network (vertebrae.targets.SEMANTIC; repeated here so that importing
 # the pipeline does not import torch)
 BODY, POSTERIOR, DISC, SACRUM, CANAL, CORD = 1, 2, 3, 4, 5, 6
@@ -69,20 +70,21 @@ _MODELS: Dict[tuple, Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def bundle_path(options) -> Optional[Path]:
-    """Where the vertebra bundle is: ``--bundle spinegrade_vertebrae=PATH`` (or ``vertebrae=PATH``),
-    ``$SPINEGRADE_VERTEBRAE_BUNDLE``, ``Resources/Models/spinegrade_vertebrae``; None if not installed."""
+def bundle_path(options, name: str = BUNDLE) -> Optional[Path]:
+    """Where bundle ``name`` is: ``--bundle NAME=PATH`` (or its short name without ``spinegrade_``,
+    e.g. ``vertebrae=PATH``), ``$SPINEGRADE_<NAME>_BUNDLE``, ``Resources/Models/NAME``; None if not
+    installed."""
     from ..models.bundle import find_bundle
 
     chosen = None
-    for key in (BUNDLE, "vertebrae"):
+    for key in (name, name.replace("spinegrade_", "", 1)):
         if options is not None and key in (options.bundles or {}):
             chosen = options.bundles[key]
             break
-    return find_bundle(BUNDLE, chosen)
+    return find_bundle(name, chosen)
 
 
-def load_model(path: Path, device: str = "cpu"):
+def load_model(path: Path, device: str = "cpu", name: str = BUNDLE):
     """The bundle at ``path`` loaded once per process: cached by folder, weights hash, size, mtime, device.
 
     A replaced weights file (new mtime or size) is loaded and SHA-256-checked again.
@@ -97,9 +99,9 @@ def load_model(path: Path, device: str = "cpu"):
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is None:
-            model = load_bundle(path, device, name=BUNDLE)
+            model = load_bundle(path, device, name=name)
             _MODELS[key] = model
-            log.info("vertebra model loaded: %s (version %s)", path, model.version)
+            log.info("%s loaded: %s (version %s)", name, path, model.version)
     return model
 
 
@@ -519,13 +521,30 @@ def find_vertebrae(volume: Volume, model=None, device: str = "cpu", predictor: O
     return SpineFindings(gvol, labelling, labels, canal_ras, extent, warnings)
 
 
-def input_segmentation(found: SpineFindings, volume: Volume) -> Volume:
+def input_segmentation(found: SpineFindings, volume: Volume, outline=None, device: str = "cpu") -> Volume:
     """The working-grid label map on ``volume``'s exact grid (nearest neighbour), the bodies' lateral
-    rim given back where that grid is finer across the slices (`vertebrae.body_rim`)."""
+    rim given back where that grid is finer across the slices (`vertebrae.body_rim`), and, with an
+    ``outline`` network (the ``spinegrade_body_outline`` bundle's), each body's outline redrawn on
+    every sagittal slice of that grid (`vertebrae.outline_model.redraw_bodies`)."""
     from ..vertebrae.body_rim import grow_bodies_across_slices
     from ..vertebrae.grid import from_working_grid, working_grid_for
 
-    return grow_bodies_across_slices(from_working_grid(found.labels, working_grid_for(volume), volume))
+    seg = grow_bodies_across_slices(from_working_grid(found.labels, working_grid_for(volume), volume))
+    if outline is not None:
+        from ..vertebrae.outline_model import redraw_bodies
+
+        seg = redraw_bodies(seg, volume, outline, device)
+    return seg
+
+
+def load_outline(options, device: str = "cpu"):
+    """The body-outline bundle, loaded, or None where it is not installed (the outlines then stay
+    as the vertebra network drew them)."""
+    path = bundle_path(options, OUTLINE_BUNDLE)
+    if path is None:
+        log.info("body outlines: no '%s' bundle installed; outlines are the vertebra network's", OUTLINE_BUNDLE)
+        return None
+    return load_model(path, device, name=OUTLINE_BUNDLE)
 
 
 class VertebraeStage(Stage):
@@ -550,7 +569,10 @@ class VertebraeStage(Stage):
         ctx.result.vertebrae.extend(found.labelling.vertebrae)
         ctx.artifacts["vertebrae"] = found
         ctx.artifacts["labelling"] = found.labelling
-        ctx.segmentation = input_segmentation(found, volume)
+        outline = load_outline(ctx.options, ctx.options.device) if found.labelling.vertebrae else None
+        if outline is not None:
+            ctx.result.models.append(outline.model_info)
+        ctx.segmentation = input_segmentation(found, volume, outline.network if outline else None, ctx.options.device)
         log.info("vertebrae: %s", ", ".join(found.labelling.names) or "none named")
 
 
@@ -583,4 +605,4 @@ def locate(found: SpineFindings):
 
 
 __all__ = ["VertebraeStage", "DiscStage", "SpineFindings", "find_vertebrae", "paint_labels", "canal_centreline",
-           "load_model", "bundle_path", "clear_model_cache", "default_predictor"]
+           "load_model", "load_outline", "bundle_path", "clear_model_cache", "default_predictor", "input_segmentation"]
