@@ -45,7 +45,14 @@ def _save(path: Path, image: Volume, labels: np.ndarray, truth: np.ndarray, trut
 
 
 def load_cached(path: Path) -> Optional[OutlineCase]:
-    d = np.load(path)
+    """The cached case at ``path`` (None where its grid is not sagittal or no body matches)."""
+    from ..errors import DatasetError
+
+    try:
+        d = dict(np.load(path))
+    except Exception as e:  # a truncated or foreign file: say which, and how to recover
+        raise DatasetError(f"{path}: not a readable outline cache file ({type(e).__name__}: {e}); "
+                           "delete it and the case is prepared again") from e
     image = Volume(d["image"], tuple(d["spacing"]), tuple(d["origin"]), d["direction"])
     case = make_case(path.name[:-4], image, d["labels"], d["truth"], [int(v) for v in d["truth_values"]])
     if case is not None:

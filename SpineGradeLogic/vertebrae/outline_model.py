@@ -10,7 +10,7 @@ claims becomes background. Only background, body, disc and posterior-element pix
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage

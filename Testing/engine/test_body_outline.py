@@ -581,3 +581,13 @@ def test_shipped_outline_model_redraws_a_held_out_real_scan_closer_to_its_refere
     assert after > before + 0.01, (before, after)
     kept = np.isin(plain, (S1, SPINAL_CANAL, SPINAL_CORD))
     np.testing.assert_array_equal(redrawn[kept], plain[kept])
+
+
+def test_an_unreadable_cache_file_is_named_in_the_error(tmp_path):
+    from SpineGradeLogic.errors import DatasetError
+    from SpineGradeLogic.vertebrae.outline_cases import load_cached
+
+    bad = tmp_path / "vb3-99.npz"
+    bad.write_bytes(b"not a numpy archive")
+    with pytest.raises(DatasetError, match="vb3-99.npz.*delete it"):
+        load_cached(bad)
