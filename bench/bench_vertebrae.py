@@ -149,13 +149,14 @@ def speed(bundle: Path | None, outline: Path | None = None) -> list[str]:
         return lines + [f"  failed: {r['error']}"]
     net = r["load_s"] + r["network_s"]
     seg_what = "rim + body outlines redrawn, outline model load included" if r["outline"] else "rim; no outline model"
-    total = net + r["post_s"] + r["discs_s"] + r["segmentation_s"]
+    labelling = net + r["post_s"] + r["discs_s"]
     lines += [
         f"  study {'x'.join(map(str, r['shape']))}{note}",
         f"  imports (torch, monai; once per process) {r['import_s']:.2f} s, reading the study {r['read_s']:.2f} s",
         f"  model load {r['load_s']:.2f} s + network {r['network_s']:.2f} s + labelling {r['post_s']:.2f} s + discs "
-        f"{r['discs_s']:.2f} s + label volume on the input grid ({seg_what}) {r['segmentation_s']:.2f} s = {total:.2f} s; "
-        f"named: {' '.join(r['named']) or '-'}",
+        f"{r['discs_s']:.2f} s = {labelling:.2f} s; named: {' '.join(r['named']) or '-'}",
+        f"  + the label volume on the input grid ({seg_what}) {r['segmentation_s']:.2f} s = "
+        f"{labelling + r['segmentation_s']:.2f} s with segmentation.nii.gz's contents",
         f"  with the network's output replaced by the truth (clean output): model load + network {net:.2f} s + labelling "
         f"{r['oracle_post_s']:.2f} s + discs {r['oracle_discs_s']:.2f} s = {net + r['oracle_post_s'] + r['oracle_discs_s']:.2f} s; "
         f"named: {' '.join(r['oracle_named'])}, {r['oracle_discs']} discs",

@@ -77,7 +77,8 @@ def redraw_bodies(segmentation: Volume, image: Volume, network, device: str = "c
         raise ValueError("the label volume and the image must share one grid to redraw the body outlines")
     frame = sagittal_frame(segmentation)
     labels = np.asarray(segmentation.array)
-    present = [v for v in BODY_VALUES if v in set(np.unique(labels).tolist())] if frame else []
+    values = set(np.unique(labels).tolist()) if frame else set()
+    present = [v for v in BODY_VALUES if v in values]
     if not present:
         return segmentation
     arr = np.asarray(image.array, dtype=np.float32)
