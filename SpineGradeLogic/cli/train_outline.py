@@ -22,23 +22,24 @@ from .train import share
 log = logging.getLogger("spinegrade")
 
 
-def seed_range(text: str) -> range:
-    """An argparse type: ``A:B`` -> range(A, B)."""
-    a, sep, b = text.partition(":")
+def seed_list(text: str) -> list:
+    """An argparse type: ``A:B`` (B excluded) or ``A,B,C`` -> seeds, as ``train grading`` reads them."""
+    from ..grading.prepare import parse_seeds
+
     try:
-        r = range(int(a), int(b)) if sep else None
+        seeds = parse_seeds(text)
     except ValueError:
-        r = None
-    if r is None or len(r) == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a seed range A:B with A < B")
-    return r
+        seeds = []
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r} names no seeds (A:B with A < B, or A,B,C)")
+    return seeds
 
 
 def register_outline(models) -> None:
     o = models.add_parser("outline", help="the body-outline model (redraws the vertebral bodies at 1 mm)",
                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     o.add_argument("--real", type=Path, help="folder of real scans (vb3-*/image.nii.gz + vertebrae.nii.gz)")
-    o.add_argument("--generated-seeds", type=seed_range, default=range(0), metavar="A:B",
+    o.add_argument("--generated-seeds", type=seed_list, default=[], metavar="A:B",
                    help="generated training cases, seeds A to B-1 (never the evaluation's 10000+)")
     o.add_argument("--cache", type=Path, required=True, help="folder for the prepared cases (reused by later runs)")
     o.add_argument("--out", type=Path, required=True, help="bundle folder to write")
@@ -84,7 +85,7 @@ def train_outline_command(args: argparse.Namespace) -> int:
         if not names:
             raise InputError(f"{args.real}: no scan folder with image.nii.gz and vertebrae.nii.gz (outside the vertebra "
                              "bundle's held-out scans)")
-    if not names and not len(args.generated_seeds):
+    if not names and not args.generated_seeds:
         raise InputError("nothing to train on: give --real and/or --generated-seeds")
     fit_names, val_names = split_names(names, args.validation_share) if names else ([], [])
 
@@ -106,13 +107,12 @@ def train_outline_command(args: argparse.Namespace) -> int:
     record = {
         "command": "spinegrade " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "spinegrade train outline",
         "vertebra_bundle": str(vpath), "vertebra_bundle_sha256": model.sha256,
-        "real_train": [n for n in fit_names if n in cases], "real_validation": val,
+        "real_train": [n for n in fit_names if n in cases], "real_validation": [c.name for c in val],
         "generated_seeds": seeds, "generated_seed_range": f"{seeds[0]}-{seeds[-1]}" if seeds else "none",
         "real_share": args.real_share, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
         "history": fit.history, "best_step": fit.best_step, "best_val_dice": fit.best_dice, "val_input_dice": fit.input_dice,
         "n_train_patches": fit.n_train_patches, "n_val_patches": fit.n_val_patches,
     }
-    record["real_validation"] = [c.name for c in val]
     save_bundle(args.out, fit.network, NETWORK_KWARGS, outline_metadata(args.version, args.changelog, record),
                 outline_model_card(record))
     log.info("bundle written: %s (best step %d, validation Dice %.4f)", args.out, fit.best_step, fit.best_dice)
