@@ -45,7 +45,8 @@ def evaluate_vertebrae_command(args: argparse.Namespace) -> int:
     from ..errors import ModelError
     from ..evaluation import evaluate_vertebrae as E
     from ..models.bundle import find_bundle
-    from ..pipeline.vertebra_stage import BUNDLE, OUTLINE_BUNDLE, load_model
+    from ..pipeline.context import RunOptions
+    from ..pipeline.vertebra_stage import BUNDLE, OUTLINE_BUNDLE, load_model, load_outline
 
     path = find_bundle(BUNDLE, args.bundle)
     model = None
@@ -56,10 +57,10 @@ def evaluate_vertebrae_command(args: argparse.Namespace) -> int:
         print(f"model: {path} (version {model.version}, sha256 {model.sha256[:12]}...)")
     else:
         print("predictor: oracle (ground-truth masks and levels; the network is not used)")
-    outline_path = None if args.no_outline else find_bundle(OUTLINE_BUNDLE, args.outline)
-    outline = load_model(outline_path, args.device, name=OUTLINE_BUNDLE) if outline_path is not None else None
+    chosen = RunOptions(bundles={OUTLINE_BUNDLE: args.outline} if args.outline else {})
+    outline = None if args.no_outline else load_outline(chosen, args.device)  # as a run would find it
     if outline is not None:
-        print(f"body outlines: {outline_path} (version {outline.version}, sha256 {outline.sha256[:12]}...)")
+        print(f"body outlines: {outline.path} (version {outline.version}, sha256 {outline.sha256[:12]}...)")
     else:
         print("body outlines: the vertebra network's own (no outline bundle used)")
     outline = outline.network if outline is not None else None

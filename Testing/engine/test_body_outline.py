@@ -591,3 +591,26 @@ def test_an_unreadable_cache_file_is_named_in_the_error(tmp_path):
     bad.write_bytes(b"not a numpy archive")
     with pytest.raises(DatasetError, match="vb3-99.npz.*delete it"):
         load_cached(bad)
+
+
+def test_evaluate_vertebrae_names_the_outline_bundle_it_uses(tmp_path, capsys, no_installed_outline):
+    """`spinegrade evaluate vertebrae` uses the outline bundle a run would find (or the one named with
+    --outline) and says which; --no-outline keeps the vertebra network's own outlines."""
+    from SpineGradeLogic.cli import main
+    from SpineGradeLogic.models.bundle import save_bundle
+    from SpineGradeLogic.pipeline.vertebra_stage import OUTLINE_BUNDLE, clear_model_cache
+    from SpineGradeLogic.vertebrae.network import NETWORK_KWARGS as VERTEBRA_KWARGS, build_network as vertebra_network
+    from SpineGradeLogic.vertebrae.outline_model import NETWORK_KWARGS, build_network
+
+    vertebra = save_bundle(tmp_path / "spinegrade_vertebrae", vertebra_network(), VERTEBRA_KWARGS)
+    outline = save_bundle(tmp_path / OUTLINE_BUNDLE, build_network(), NETWORK_KWARGS)
+    base = ["evaluate", "vertebrae", "--bundle", str(vertebra)]
+    try:
+        assert main(base) == 0
+        assert "body outlines: the vertebra network's own" in capsys.readouterr().out
+        assert main(base + ["--outline", str(outline)]) == 0
+        assert f"body outlines: {outline}" in capsys.readouterr().out
+        assert main(base + ["--outline", str(outline), "--no-outline"]) == 0
+        assert "body outlines: the vertebra network's own" in capsys.readouterr().out
+    finally:
+        clear_model_cache()
