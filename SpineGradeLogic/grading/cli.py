@@ -60,6 +60,9 @@ def _add_arguments(g: argparse.ArgumentParser, finetune: bool) -> None:
     t.add_argument("--monitor", choices=["balanced_accuracy", "nll"],
                    help="what early stopping watches on the held-out crops (default: nll with --dataset, whose "
                         "partial labels bias exact-label accuracy; balanced_accuracy otherwise)")
+    t.add_argument("--measure-weight", type=float, default=0.5,
+                   help="weight of the auxiliary loss on the generator's measurements behind the grades, on crops "
+                        "that have them (generated crops prepared since 0.3.0); 0: grades only")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
     t.add_argument("--time-limit", type=float, help="stop after the epoch that passes this many seconds")
@@ -141,7 +144,7 @@ def train_grading_command(args: argparse.Namespace) -> int:
 
     cfg = GradingTrainingConfig(prepared=folders, epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size,
                                 lr=args.lr, patience=args.patience, seed=args.seed, device=args.device,
-                                time_limit_s=args.time_limit, init=init,
+                                time_limit_s=args.time_limit, init=init, measure_weight=args.measure_weight,
                                 monitor=args.monitor or ("nll" if args.dataset is not None else "balanced_accuracy"))
     train = held = dataset_record = None
     if args.dataset is not None:

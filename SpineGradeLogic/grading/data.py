@@ -20,6 +20,9 @@ level          str [n]              disc level
 outside        float32 [n]          share of the crop outside the field of view
 case           int64 [n]            generator seed
 contrast       str [n]              T1 / T2 / STIR / random
+measures       float32 [n, 12]      the generator's measurements behind the grades, scaled
+                                   (``grading/measures.py``); NaN where unknown (dataset crops;
+                                   absent in older caches: all NaN)
 =============  ==================  ==========================================================
 
 6-bit storage keeps a crop near 45 kB compressed (8 bits: about 70 kB) so that a few thousand crops
@@ -30,7 +33,7 @@ the quantisation.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
@@ -41,6 +44,7 @@ import torch.nn.functional as F
 from ..errors import DatasetError
 from ..names import HEAD_NAMES
 from .heads import grade_indices, mirror_permutation, n_classes
+from .measures import MEASURE_NAMES, empty_measures, mirror_measure_permutation
 from .targets import indices_from_masks, masks_from_indices
 
 IMAGE_SCALE = 42.0  # normalised intensity 0-1.5 stored as 0-63
@@ -119,8 +123,9 @@ class CropSet:
     contrast: np.ndarray
     allowed: Optional[np.ndarray] = None  # int16 [N, 13] bitmasks; None: exact grades, derived from ``grades``
     axial: Optional[np.ndarray] = None  # uint8 like ``image``, NO_AXIAL where absent; None: no axial at all
+    measures: Optional[np.ndarray] = None  # float32 [N, 12] (``measures.MEASURE_NAMES``); None: all NaN
 
-    FIELDS = ("image", "grades", "level", "outside", "case", "contrast", "allowed", "axial")
+    FIELDS = ("image", "grades", "level", "outside", "case", "contrast", "allowed", "axial", "measures")
 
     def __post_init__(self) -> None:
         if self.axial is None:
@@ -131,6 +136,9 @@ class CropSet:
             self.allowed = masks_from_indices(grade_indices(self.grades)) if len(self.grades) else \
                 np.zeros((0, len(HEAD_NAMES)), np.int16)
         self.allowed = np.asarray(self.allowed, np.int16)
+        self.measures = empty_measures(len(self)) if self.measures is None else np.asarray(self.measures, np.float32)
+        if self.measures.shape != (len(self), len(MEASURE_NAMES)):
+            raise DatasetError(f"measurements {self.measures.shape} do not match {len(self)} crops x {len(MEASURE_NAMES)}")
 
     def __len__(self) -> int:
         return int(self.image.shape[0])
@@ -150,7 +158,7 @@ class CropSet:
 
     def without_axial(self) -> "CropSet":
         """The same crops as if the studies held no axial series."""
-        return CropSet(*(getattr(self, f) for f in self.FIELDS[:-1]))
+        return replace(self, axial=None)
 
     def subset(self, mask) -> "CropSet":
         return CropSet(*(getattr(self, f)[mask] for f in self.FIELDS))
@@ -164,6 +172,7 @@ class CropSet:
                             level=self.level.astype(str), outside=self.outside.astype(np.float32),
                             case=self.case.astype(np.int64), contrast=self.contrast.astype(str),
                             allowed=self.allowed.astype(np.int16), axial=self.axial.astype(np.uint8),
+                            measures=self.measures.astype(np.float32),
                             **{k: np.asarray(str(v)) for k, v in extra.items()})
         tmp.replace(path)
 
@@ -173,8 +182,9 @@ class CropSet:
             d = np.load(path)
             allowed = d["allowed"] if "allowed" in d.files else None
             axial = d["axial"] if "axial" in d.files else None
+            measures = d["measures"] if "measures" in d.files else None
             return cls(d["image"], d["grades"].astype(np.int64), d["level"], d["outside"], d["case"], d["contrast"], allowed,
-                       axial)
+                       axial, measures)
         except Exception as e:  # a truncated or foreign file: name it
             raise DatasetError(f"{path}: not a grading crop cache ({e})") from e
 
@@ -246,9 +256,15 @@ class Augment:
     edge_zero_prob: float = 0.1
     axial_drop: float = 0.25
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
+                 measures: Optional[torch.Tensor] = None):
         """``x`` [B, C, L, P, S] float (0-1.5; C = 1, or 3 with the axial channels), ``y`` [B, 13]
-        (or [B, k, 13]) per-head labels -> augmented copies."""
+        (or [B, k, 13]) per-head labels -> augmented copies ``(x, y)``; with ``measures``
+        ([B, 12], ``grading/measures.py``) ``(x, y, measures)``, left and right swapped with the mirror."""
+        x, y, measures = self._augment(x, y, gen, measures)
+        return (x, y) if measures is None else (x, y, measures)
+
+    def _augment(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, measures: Optional[torch.Tensor]):
         B, dev = x.shape[0], x.device
 
         def U(*shape):
@@ -259,6 +275,9 @@ class Augment:
             flip = U(B) < 0.5
             x = torch.where(flip[:, None, None, None, None], x.flip(2), x)
             y = torch.where(flip.view(-1, *([1] * (y.dim() - 1))), y[..., perm], y)
+            if measures is not None:
+                mperm = torch.as_tensor(mirror_measure_permutation(), device=dev)
+                measures = torch.where(flip[:, None], measures[:, mperm], measures)
         # rigid + scale, in mm: grid coords (S, P, L) normalised by the half extents
         half = torch.tensor([(n - 1) / 2 * s for n, s in zip(x.shape[2:], CROP_SPACING)], device=dev)  # L, P, S
         half_xyz = half.flip(0)  # grid_sample's x, y, z = S, P, L
@@ -271,11 +290,11 @@ class Augment:
         grid = F.affine_grid(theta, list(x.shape), align_corners=True)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
         if x.shape[1] == 1:
-            return self._intensity(x, U, gen), y
+            return self._intensity(x, U, gen), y, measures
         present = (x[:, 2:3] > 0.5).float()
         keep = (U(B, 1, 1, 1, 1) >= self.axial_drop).float()
         axial = self._intensity(x[:, 1:2], U, gen, edges=False) * present * keep
-        return torch.cat([self._intensity(x[:, :1], U, gen), axial, present * keep], 1), y
+        return torch.cat([self._intensity(x[:, :1], U, gen), axial, present * keep], 1), y, measures
 
     def _intensity(self, x: torch.Tensor, U, gen: torch.Generator, edges: bool = True) -> torch.Tensor:
         """Gamma, gain, bias ramp, noise, dither and (``edges``) a zeroed edge slab on ``[B, 1, ...]``."""
@@ -332,6 +351,7 @@ class BatchSource:
         self.axial = torch.as_tensor(crops.axial).to(self.device) if channels > 1 else None
         self.y = torch.as_tensor(crops.targets, dtype=torch.long).to(self.device)
         self.allowed = torch.as_tensor(crops.allowed.astype(np.int64)).to(self.device)
+        self.measures = torch.as_tensor(crops.measures).to(self.device)
         self.batch_size = batch_size
         self.w = torch.as_tensor(sampling_weights(crops.targets, balance) if balance > 0 else
                                  np.full(len(crops), 1 / len(crops)))
@@ -343,8 +363,8 @@ class BatchSource:
         while True:
             idx = torch.multinomial(self.w, self.batch_size, replacement=True, generator=self.gen).to(self.device)
             x = network_input(self.x[idx], self.axial[idx] if self.axial is not None else None, self.channels)
-            x, ya = self.augment(x, torch.stack([self.y[idx], self.allowed[idx]], 1), self.aug_gen)
-            yield {"image": x, "target": ya[:, 0], "allowed": ya[:, 1]}
+            x, ya, m = self.augment(x, torch.stack([self.y[idx], self.allowed[idx]], 1), self.aug_gen, self.measures[idx])
+            yield {"image": x, "target": ya[:, 0], "allowed": ya[:, 1], "measures": m}
 
 
 def iterate_images(crops: CropSet, batch_size: int, device, channels: int = 1) -> Iterator[torch.Tensor]:

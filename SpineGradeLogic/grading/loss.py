@@ -51,3 +51,15 @@ def grading_loss(raw: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0
 
 def loss_on_batch(network: torch.nn.Module, batch) -> torch.Tensor:
     return grading_loss(network(batch["image"]), batch["target"], allowed=batch.get("allowed"))
+
+
+def loss_with_measures(weight: float):
+    """The grading loss plus ``weight`` times the measurement loss, for a ``measures.MeasureTrainer``
+    (crops without measurements add only their grades)."""
+
+    def loss(trainer: torch.nn.Module, batch) -> torch.Tensor:
+        raw, predicted = trainer.grades_and_measures(batch["image"])
+        total = grading_loss(raw, batch["target"], allowed=batch.get("allowed"))
+        return total + weight * trainer.measure_error(predicted, batch["measures"])
+
+    return loss

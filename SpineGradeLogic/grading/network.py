@@ -72,8 +72,15 @@ class GradingNet(torch.nn.Module):
                     i += k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.grades(self.pooled(x))
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Global average and max of the last feature map, ``[B, 2 * channels[-1]]``."""
         f = self.features(x)
-        pooled = torch.cat([f.mean(dim=(2, 3, 4)), f.amax(dim=(2, 3, 4))], dim=1)
+        return torch.cat([f.mean(dim=(2, 3, 4)), f.amax(dim=(2, 3, 4))], dim=1)
+
+    def grades(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The flat raw output from pooled features (dropout, the linear layer, ordered thresholds)."""
         pre = self.linear(self.dropout(pooled))
         out, i, t = [], 0, 0
         for h, n in zip(HEAD_NAMES, self.n_pre):
@@ -97,7 +104,10 @@ def build_network(**kwargs) -> GradingNet:
 
 def input_channels(network: torch.nn.Module) -> int:
     """How many input channels a grading network reads (1: sagittal only; 3: with the axial T2)."""
-    return int(network.get_parameter(STEM_WEIGHT).shape[1])
+    for name, p in network.named_parameters():  # also inside a training wrapper (``measures.MeasureTrainer``)
+        if name == STEM_WEIGHT or name.endswith("." + STEM_WEIGHT):
+            return int(p.shape[1])
+    raise ValueError("not a grading network: it has no stem convolution")
 
 
 def widen_input(state_dict: dict, in_channels: int) -> dict:

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..names import HEAD_NAMES
 from .data import CropSet, axial_channel, cache_name, normalise_crop, quantise_crop
+from .measures import measures_of
 
 log = logging.getLogger("spinegrade")
 
@@ -107,7 +108,8 @@ def crops_of_case(case, contrast: str) -> CropSet:
         return CropSet.empty()
     axial = np.stack(axials) if case.axial is not None else None  # None: the set marks it absent
     return CropSet(np.stack(imgs), np.asarray(grades, np.int64), np.asarray(levels, str), np.asarray(outside, np.float32),
-                   np.full(n, case.seed, np.int64), np.full(n, contrast, dtype="<U8"), axial=axial)
+                   np.full(n, case.seed, np.int64), np.full(n, contrast, dtype="<U8"), axial=axial,
+                   measures=measures_of(case.truth.discs))
 
 
 def prepare_case(seed: int, profile: str = "train", fov: str = "lumbar") -> CropSet:

@@ -22,7 +22,8 @@ from ..training import fit
 from .calibration import fit_temperatures
 from .data import Augment, BatchSource, CropSet, iterate_images, load_prepared
 from .heads import head_log_probabilities, n_classes, probabilities, split_outputs
-from .loss import loss_on_batch
+from .loss import loss_on_batch, loss_with_measures
+from .measures import MeasureTrainer
 from .metrics import RSNA_CONDITIONS, head_metrics, rsna_weighted_log_loss
 from .targets import bits, known, rsna_truth, set_nll
 from .network import NETWORK_KWARGS, build_network, input_channels, widen_input
@@ -44,6 +45,7 @@ class GradingTrainingConfig:
     time_limit_s: Optional[float] = None
     init: Optional[Path] = None  # start from this bundle's weights (fine-tuning)
     monitor: str = "balanced_accuracy"  # or "nll": held-out set likelihood (right for partial labels)
+    measure_weight: float = 0.5  # auxiliary loss on the generator's measurements (0: grades only)
 
 
 def split_sets(cfg: GradingTrainingConfig):
@@ -141,6 +143,12 @@ def train_grading_model(cfg: GradingTrainingConfig, checkpoint: Path, train: Opt
     network, init_temps, init_info = initial_network(cfg)
     network = network.to(cfg.device)
     source = BatchSource(train, cfg.batch_size, cfg.device, cfg.seed, Augment(), channels=input_channels(network))
+    with_measures = int(np.isfinite(train.measures).any(1).sum()) if cfg.measure_weight > 0 else 0
+    trained, loss_fn = network, loss_on_batch
+    if with_measures:  # the measurement head trains with the network and is dropped afterwards
+        log.info("auxiliary measurement loss (weight %g) on %d of %d training crops", cfg.measure_weight,
+                 with_measures, len(train))
+        trained, loss_fn = MeasureTrainer(network, train.measures).to(cfg.device), loss_with_measures(cfg.measure_weight)
 
     def validate(net):
         m = evaluate_outputs(raw_outputs(net, held, cfg.device), held)
@@ -149,8 +157,8 @@ def train_grading_model(cfg: GradingTrainingConfig, checkpoint: Path, train: Opt
         out.update({f"bacc_{h}": v["balanced_accuracy"] for h, v in m["heads"].items()})
         return out
 
-    result = fit(network, source, loss_on_batch, validate, "score", checkpoint, cfg.epochs, cfg.steps_per_epoch,
-                 cfg.lr, cfg.patience, time_limit_s=cfg.time_limit_s)
+    result = fit(trained, source, loss_fn, validate, "score", checkpoint, cfg.epochs, cfg.steps_per_epoch,
+                 cfg.lr, cfg.patience, time_limit_s=cfg.time_limit_s)  # leaves the best weights in ``network``
     raw = raw_outputs(network, held, cfg.device)
     temps = fit_temperatures(raw, torch.as_tensor(held.targets), allowed=held.allowed)
     unlabelled = [h for h in HEAD_NAMES if not known(held.allowed)[:, HEAD_NAMES.index(h)].any()]
@@ -167,6 +175,7 @@ def train_grading_model(cfg: GradingTrainingConfig, checkpoint: Path, train: Opt
                      "cases": [int(c) for c in np.unique(held.case)]},
         "training": {"crops": len(train), "cases": int(len(np.unique(train.case))),
                      "crops_with_axial": int(train.has_axial.sum()),
+                     "crops_with_measurements": with_measures,
                      "class_counts": {h: np.bincount(t[t >= 0], minlength=n_classes(h)).tolist()
                                       for h, t in zip(HEAD_NAMES, train.targets.T)},
                      "labelled_crops": {h: int(k) for h, k in zip(HEAD_NAMES, known(train.allowed).sum(0))}},
