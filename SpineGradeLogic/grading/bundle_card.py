@@ -101,6 +101,24 @@ def _axial_line(record: Dict[str, Any]) -> str:
             "schematic anatomy, so what the axial channel adds on real axials is unmeasured.")
 
 
+def _measures_line(record: Dict[str, Any]) -> str:
+    n = (record.get("training") or {}).get("crops_with_measurements")
+    if not n:
+        return ""
+    weight = (record.get("config") or {}).get("measure_weight")
+    return (f"- Auxiliary target on {n} of the training crops: the generator's measurements behind the grades "
+            f"(docs/grading.md, \"Measurement target\"; loss weight {weight}); the layer that predicts them is "
+            "not part of this bundle.\n")
+
+
+def _recalibration_line(record: Dict[str, Any]) -> str:
+    r = record.get("recalibration")
+    if not r:
+        return ""
+    return (f"- Temperatures refitted afterwards on {r.get('crops')} held-out crops from {r.get('cases')} cases "
+            f"(weights unchanged; the held-out table below is on those crops):\n  `{r.get('command')}`\n")
+
+
 def _table(metrics: Dict[str, Dict[str, float]]) -> str:
     rows = ["| head | balanced accuracy | QWK | ECE | n |", "|---|---|---|---|---|"]
     for h, m in metrics.items():
@@ -147,9 +165,9 @@ upper and lower endplate defects, Modic 0-3, central canal, foraminal and latera
 ## Training
 - {training.get('crops', '?')} {what} crops from {training.get('cases', '?')} cases (patients);
   best epoch {record.get('best_epoch')} of {record.get('epochs_run')}.
-- Held out: {record.get('held_out', {}).get('crops', '?')} {held_what},
+- Held out: {(record.get('held_out_in_training') or record.get('held_out', {})).get('crops', '?')} {held_what},
   used for early stopping and to fit one temperature per head.
-
+{_measures_line(record)}{_recalibration_line(record)}
 ```
 {(record['prepare_command'] + chr(10)) if record.get('prepare_command') else ''}{record.get('command', '')}
 ```

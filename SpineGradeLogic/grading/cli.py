@@ -60,6 +60,9 @@ def _add_arguments(g: argparse.ArgumentParser, finetune: bool) -> None:
     t.add_argument("--monitor", choices=["balanced_accuracy", "nll"],
                    help="what early stopping watches on the held-out crops (default: nll with --dataset, whose "
                         "partial labels bias exact-label accuracy; balanced_accuracy otherwise)")
+    t.add_argument("--recalibrate", type=Path, metavar="BUNDLE",
+                   help="do not train: refit BUNDLE's per-head temperatures on every calibration crop in --prepared "
+                        "and write the result to --out (weights unchanged)")
     t.add_argument("--measure-weight", type=float, default=0.5,
                    help="weight of the auxiliary loss on the generator's measurements behind the grades, on crops "
                         "that have them (generated crops prepared since 0.3.0); 0: grades only")
@@ -85,6 +88,43 @@ def register_grading(models, finetune: bool = False) -> None:
                                           "train the grading network, fit one temperature per head on held-out crops "
                                           "and write the bundle.")
     _add_arguments(g, finetune)
+
+
+def _recalibrate(args, folders) -> int:
+    from ..models.bundle import save_bundle
+    from .bundle_card import grading_metadata, grading_model_card
+    from .network import NETWORK_KWARGS
+    from .recalibrate import recalibrated
+
+    if args.dataset is not None:
+        raise DatasetError("--recalibrate refits on prepared calibration crops (--prepared), not on a --dataset")
+    out = recalibrated(args.recalibrate, folders, args.device)
+    meta = out["metadata"]
+    record = dict(meta.get("spinegrade", {}).get("training") or {})
+    version = str(meta.get("version", "0.0.0"))
+    record["recalibration"] = {
+        "command": "spinegrade " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "spinegrade train grading --recalibrate",
+        "crops": out["held_out"]["crops"], "cases": len(out["held_out"]["cases"]),
+        "temperatures_before": out["temperatures_before"],
+        "held_out_before": {k: out["held_out"]["before"][k] for k in ("mean_balanced_accuracy", "max_ece", "mean_set_nll")},
+    }
+    record["temperatures"] = out["temperatures"]
+    old_held = record.get("held_out_in_training") or record.get("held_out") or {}
+    record["held_out_in_training"] = {"crops": old_held.get("crops"), "cases": old_held.get("cases")}
+    record["held_out"] = {k: out["held_out"][k] for k in ("uncalibrated", "calibrated", "crops", "cases")}
+    record = json.loads(json.dumps(record, default=float))
+    changelog = dict(meta.get("changelog") or {})
+    note = f"temperatures refitted on {record['recalibration']['crops']} held-out crops"
+    if record.get("init"):  # the metadata's changelog is the starting bundle's plus this version's line
+        record["init"] = {**record["init"], "changelog": {k: v for k, v in changelog.items() if k != version}}
+    kwargs = record.get("network_kwargs") or NETWORK_KWARGS
+    save_bundle(args.out, out["network"], kwargs,
+                grading_metadata(version, f"{changelog.get(version, '')} ({note})".strip(), out["temperatures"], record),
+                grading_model_card(record), network_class_name="SpineGradeLogic.grading.network.GradingNet")
+    cal, before = out["held_out"]["calibrated"], out["held_out"]["before"]
+    log.info("bundle written: %s (%s; held-out max ECE %.3f -> %.3f, set NLL %.3f -> %.3f)", args.out, note,
+             before["max_ece"], cal["max_ece"], before["mean_set_nll"], cal["mean_set_nll"])
+    return 0
 
 
 def _dataset_sets(args):
@@ -132,6 +172,8 @@ def train_grading_command(args: argparse.Namespace) -> int:
         raise DatasetError("nothing to train on: give --dataset, --generated-seeds or --prepared")
     if args.out is None and not args.prepare_only:
         raise DatasetError("--out BUNDLE is required to train")
+    if getattr(args, "recalibrate", None) is not None and not args.prepare_only:
+        return _recalibrate(args, folders)
     init = args.init
     if args.finetune and init is None:
         from ..models.bundle import find_bundle

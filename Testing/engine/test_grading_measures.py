@@ -169,3 +169,4 @@ def test_training_with_measurements_ships_the_plain_network(tmp_path):
     record = json.loads((out / "configs" / "metadata.json").read_text())["spinegrade"]["training"]
     assert record["training"]["crops_with_measurements"] == 8
     assert record["config"]["measure_weight"] == 0.5
+    assert "Auxiliary target on 8 of the training crops" in (out / "docs" / "README.md").read_text()
