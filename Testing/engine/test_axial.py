@@ -145,6 +145,25 @@ def test_augment_keeps_the_mask_binary_and_drops_the_axial_whole():
 # --- the grading stage with a 3-channel model ------------------------------------------------------
 
 @pytest.fixture(scope="module")
+def sagittal_bundle(tmp_path_factory) -> Path:
+    """An (untrained) 1-channel grading bundle, as 0.1.0 and 0.2.0 were: it reads the sagittal crop only."""
+    import torch
+
+    from SpineGradeLogic.grading.bundle_card import grading_metadata, grading_model_card
+    from SpineGradeLogic.grading.network import NETWORK_KWARGS, build_network
+    from SpineGradeLogic.models.bundle import save_bundle
+
+    kwargs = {**NETWORK_KWARGS, "in_channels": 1}
+    record = {"network_kwargs": kwargs}
+    out = tmp_path_factory.mktemp("sagittal_bundle") / "spinegrade_grading"
+    torch.manual_seed(0)
+    save_bundle(out, build_network(**kwargs), kwargs,
+                grading_metadata("0.0.1", "sagittal-only test bundle", {h: 1.0 for h in HEAD_NAMES}, record),
+                grading_model_card(record), network_class_name="SpineGradeLogic.grading.network.GradingNet")
+    return out
+
+
+@pytest.fixture(scope="module")
 def axial_bundle(tmp_path_factory) -> Path:
     """A (barely trained) 3-channel grading bundle written by the real training command."""
     import argparse
@@ -201,10 +220,8 @@ def test_a_bad_axial_series_is_a_warning(tmp_path, study_dir, axial_bundle):
     assert any(d.grades for d in res.discs) and "axial_series" not in res.input.extra
 
 
-def test_a_sagittal_only_model_says_it_ignores_a_named_axial(tmp_path, study_dir):
-    from SpineGradeLogic.models.bundle import find_bundle
-
-    res = _run(study_dir, tmp_path / "one", find_bundle("spinegrade_grading"), axial=study_dir / "axial.nii.gz")
+def test_a_sagittal_only_model_says_it_ignores_a_named_axial(tmp_path, study_dir, sagittal_bundle):
+    res = _run(study_dir, tmp_path / "one", sagittal_bundle, axial=study_dir / "axial.nii.gz")
     assert any("reads sagittal crops only" in w for w in res.warnings)
 
 
@@ -221,14 +238,22 @@ def test_regrade_reads_the_axial_file_the_first_run_was_given(tmp_path, study_di
     assert any("axial_coverage" in d.extra for d in again.discs)
 
 
-def test_a_sagittal_only_model_reads_no_axial_series(tmp_path, study_dir, monkeypatch):
+def test_a_sagittal_only_model_reads_no_axial_series(tmp_path, study_dir, monkeypatch, sagittal_bundle):
     import SpineGradeLogic.io.axial as axial_io
-    from SpineGradeLogic.models.bundle import find_bundle
 
     def must_not_read(*a, **k):
         raise AssertionError("a sagittal-only model read the axial series")
 
     monkeypatch.setattr(axial_io, "read_axial_series", must_not_read)
-    res = _run(study_dir, tmp_path / "one", find_bundle("spinegrade_grading"))
+    res = _run(study_dir, tmp_path / "one", sagittal_bundle)
     assert "axial_series" not in res.input.extra and not any("axial" in w for w in res.warnings)
     assert any(d.grades for d in res.discs)
+
+
+def test_the_shipped_model_reads_a_named_axial(tmp_path, study_dir):
+    from SpineGradeLogic.models.bundle import find_bundle
+
+    res = _run(study_dir, tmp_path / "one", find_bundle("spinegrade_grading"), axial=study_dir / "axial.nii.gz")
+    assert res.input.extra["axial_series"]["source"] == str(study_dir / "axial.nii.gz")
+    assert not any("reads sagittal crops only" in w for w in res.warnings)
+    assert max(d.extra.get("axial_coverage", 0.0) for d in res.discs) > 0.5
