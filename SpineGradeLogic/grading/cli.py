@@ -94,36 +94,20 @@ def _recalibrate(args, folders) -> int:
     from ..models.bundle import save_bundle
     from .bundle_card import grading_metadata, grading_model_card
     from .network import NETWORK_KWARGS
-    from .recalibrate import recalibrated
+    from .recalibrate import recalibrated, recalibration_record
 
     if args.dataset is not None:
         raise DatasetError("--recalibrate refits on prepared calibration crops (--prepared), not on a --dataset")
     out = recalibrated(args.recalibrate, folders, args.device)
-    meta = out["metadata"]
-    record = dict(meta.get("spinegrade", {}).get("training") or {})
-    version = str(meta.get("version", "0.0.0"))
-    record["recalibration"] = {
-        "command": "spinegrade " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "spinegrade train grading --recalibrate",
-        "crops": out["held_out"]["crops"], "cases": len(out["held_out"]["cases"]),
-        "temperatures_before": out["temperatures_before"],
-        "held_out_before": {k: out["held_out"]["before"][k] for k in ("mean_balanced_accuracy", "max_ece", "mean_set_nll")},
-    }
-    record["temperatures"] = out["temperatures"]
-    old_held = record.get("held_out_in_training") or record.get("held_out") or {}
-    record["held_out_in_training"] = {"crops": old_held.get("crops"), "cases": old_held.get("cases")}
-    record["held_out"] = {k: out["held_out"][k] for k in ("uncalibrated", "calibrated", "crops", "cases")}
-    record = json.loads(json.dumps(record, default=float))
-    changelog = dict(meta.get("changelog") or {})
-    note = f"temperatures refitted on {record['recalibration']['crops']} held-out crops"
-    if record.get("init"):  # the metadata's changelog is the starting bundle's plus this version's line
-        record["init"] = {**record["init"], "changelog": {k: v for k, v in changelog.items() if k != version}}
-    kwargs = record.get("network_kwargs") or NETWORK_KWARGS
-    save_bundle(args.out, out["network"], kwargs,
-                grading_metadata(version, f"{changelog.get(version, '')} ({note})".strip(), out["temperatures"], record),
-                grading_model_card(record), network_class_name="SpineGradeLogic.grading.network.GradingNet")
+    command = "spinegrade " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else \
+        "spinegrade train grading --recalibrate"
+    version, changelog, record = recalibration_record(out, command)
+    save_bundle(args.out, out["network"], record.get("network_kwargs") or NETWORK_KWARGS,
+                grading_metadata(version, changelog, out["temperatures"], record), grading_model_card(record),
+                network_class_name="SpineGradeLogic.grading.network.GradingNet")
     cal, before = out["held_out"]["calibrated"], out["held_out"]["before"]
-    log.info("bundle written: %s (%s; held-out max ECE %.3f -> %.3f, set NLL %.3f -> %.3f)", args.out, note,
-             before["max_ece"], cal["max_ece"], before["mean_set_nll"], cal["mean_set_nll"])
+    log.info("bundle written: %s (temperatures refitted on %d held-out crops; max ECE %.3f -> %.3f, set NLL %.3f -> %.3f)",
+             args.out, out["held_out"]["crops"], before["max_ece"], cal["max_ece"], before["mean_set_nll"], cal["mean_set_nll"])
     return 0
 
 

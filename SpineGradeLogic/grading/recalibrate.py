@@ -8,8 +8,9 @@ every calibration-profile crop in ``--prepared`` and writes a new bundle whose r
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -41,3 +42,27 @@ def recalibrated(bundle: Path, folders: Sequence[Path], device: str = "cpu") -> 
                      "before": evaluate_outputs(raw, held, old), "crops": len(held),
                      "cases": [int(c) for c in np.unique(held.case)]},
     }
+
+
+def recalibration_record(out: Dict[str, object], command: str) -> Tuple[str, str, Dict[str, object]]:
+    """``(version, changelog line, training record)`` for the bundle :func:`recalibrated` made: the
+    starting bundle's record with the new temperatures, the held-out figures on the larger set, the
+    early-stopping set kept apart (``held_out_in_training``) and a ``recalibration`` entry."""
+    meta = out["metadata"]
+    record = dict(meta.get("spinegrade", {}).get("training") or {})
+    version = str(meta.get("version", "0.0.0"))
+    held = out["held_out"]
+    record["recalibration"] = {
+        "command": command, "crops": held["crops"], "cases": len(held["cases"]),
+        "temperatures_before": out["temperatures_before"],
+        "held_out_before": {k: held["before"][k] for k in ("mean_balanced_accuracy", "max_ece", "mean_set_nll")},
+    }
+    record["temperatures"] = out["temperatures"]
+    first = record.get("held_out_in_training") or record.get("held_out") or {}
+    record["held_out_in_training"] = {"crops": first.get("crops"), "cases": first.get("cases")}
+    record["held_out"] = {k: held[k] for k in ("uncalibrated", "calibrated", "crops", "cases")}
+    changelog = dict(meta.get("changelog") or {})
+    if record.get("init"):  # the metadata's changelog is the starting bundle's plus this version's line
+        record["init"] = {**record["init"], "changelog": {k: v for k, v in changelog.items() if k != version}}
+    line = f"{changelog.get(version, '')} (temperatures refitted on {held['crops']} held-out crops)".strip()
+    return version, line, json.loads(json.dumps(record, default=float))
