@@ -80,28 +80,45 @@ def crop_geometry(location: DiscLocation, spec: CropSpec = DEFAULT_CROP) -> Volu
 
 def _inside(reference: Volume, geometry: Volume) -> np.ndarray:
     """Crop voxels whose centre falls within the input's voxel extent (ITK's [-0.5, n - 0.5])."""
-    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in geometry.shape], indexing="ij"), -1).reshape(-1, 3)
-    idx = reference.ras_to_index(geometry.index_to_ras(ijk))
-    ok = np.all((idx >= -0.5) & (idx <= np.asarray(reference.shape) - 0.5), axis=1)
-    return ok.reshape(geometry.shape)
+    # crop index -> input index is affine: its columns step along the crop's axes, so each axis'
+    # contribution is computed once and broadcast (not once per voxel)
+    m = np.linalg.inv(reference.affine) @ geometry.affine
+    idx = m[:3, 3].copy()
+    for axis, n in enumerate(geometry.shape):
+        shape = [1, 1, 1, 3]
+        shape[axis] = n
+        idx = idx + (np.arange(n)[:, None] * m[:3, axis]).reshape(shape)
+    return np.all((idx >= -0.5) & (idx <= np.asarray(reference.shape) - 0.5), axis=-1)
+
+
+class CropSampler:
+    """Disc crops of one volume: it is handed to SimpleITK once, however many levels are cut from it."""
+
+    def __init__(self, volume: Volume):
+        self.volume = volume
+        self._source = sitk.Cast(volume.to_sitk(), sitk.sitkFloat32)
+
+    def crop(self, location: DiscLocation, spec: CropSpec = DEFAULT_CROP) -> DiscCrop:
+        """The volume resampled onto ``location``'s crop grid (see :func:`extract_crop`)."""
+        geom = crop_geometry(location, spec)
+        ref = sitk.Image([int(s) for s in spec.size], sitk.sitkFloat32)
+        ref.SetSpacing(geom.spacing)
+        ref.SetOrigin(geom.origin_lps)
+        ref.SetDirection(tuple(geom.direction_lps.ravel()))
+        out = sitk.Resample(self._source, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        image = Volume.from_sitk(out, level=location.level)
+        inside = _inside(self.volume, geom)
+        return DiscCrop(location.level, image, float(1.0 - inside.mean()), inside)
 
 
 def extract_crop(volume: Volume, location: DiscLocation, spec: CropSpec = DEFAULT_CROP) -> DiscCrop:
     """Resample ``volume`` onto the disc's crop grid (linear; outside the field of view -> 0).
 
     A crop partly outside the field of view is still returned; ``outside_fraction`` tells the
-    grader how much is padding, so it can warn or skip.
+    grader how much is padding, so it can warn or skip. To cut several levels from one volume, use a
+    :class:`CropSampler`.
     """
-    geom = crop_geometry(location, spec)
-    ref = sitk.Image([int(s) for s in spec.size], sitk.sitkFloat32)
-    ref.SetSpacing(geom.spacing)
-    ref.SetOrigin(geom.origin_lps)
-    ref.SetDirection(tuple(geom.direction_lps.ravel()))
-    src = sitk.Cast(volume.to_sitk(), sitk.sitkFloat32)
-    out = sitk.Resample(src, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    image = Volume.from_sitk(out, level=location.level)
-    inside = _inside(volume, geom)
-    return DiscCrop(location.level, image, float(1.0 - inside.mean()), inside)
+    return CropSampler(volume).crop(location, spec)
 
 
 def heatmap_to_input(heatmap: np.ndarray, crop: DiscCrop, reference: Volume, interpolator=sitk.sitkLinear) -> Volume:
@@ -114,6 +131,9 @@ def heatmap_to_input(heatmap: np.ndarray, crop: DiscCrop, reference: Volume, int
     if heatmap.shape != crop.image.shape:
         raise ValueError(f"heatmap shape {heatmap.shape} does not match the crop {crop.image.shape}")
     src = crop.image.with_array(heatmap).to_sitk()
-    ref = reference.with_array(np.zeros(reference.shape, np.float32)).to_sitk()
+    ref = sitk.Image([int(n) for n in reference.shape], sitk.sitkFloat32)  # geometry only: no array to copy
+    ref.SetSpacing(reference.spacing)
+    ref.SetOrigin(reference.origin_lps)
+    ref.SetDirection(tuple(reference.direction_lps.ravel()))
     out = sitk.Resample(src, ref, sitk.Transform(), interpolator, 0.0, sitk.sitkFloat32)
     return Volume.from_sitk(out, level=crop.level)

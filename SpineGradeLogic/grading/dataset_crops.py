@@ -214,7 +214,7 @@ def study_axial(study, warnings: List[str]):
 def study_crops(study, locate: str = "auto", vertebra_model=None, device: str = "cpu",
                 max_outside: float = MAX_OUTSIDE) -> StudyCrops:
     """Crops of every placeable labelled level of one study (reads its image)."""
-    from ..discs.crop import extract_crop
+    from ..discs.crop import CropSampler
     from ..discs.localise import DiscLocation
 
     if locate not in LOCATE_MODES:
@@ -241,6 +241,7 @@ def study_crops(study, locate: str = "auto", vertebra_model=None, device: str = 
         for level, loc in fallback.items():
             places.setdefault(level, (loc, "dataset"))
     axial = study_axial(study, warnings)
+    sagittal, axial_sampler = CropSampler(volume), CropSampler(axial) if axial is not None else None
     imgs, axials, grades, masks, levels, outside, placed = [], [], [], [], [], [], {}
     for level, label in study.levels.items():
         if level not in places:
@@ -248,13 +249,13 @@ def study_crops(study, locate: str = "auto", vertebra_model=None, device: str = 
                             f"{'not found by the vertebra model' if locate != 'dataset' else 'no anchor'}); skipped")
             continue
         loc, how = places[level]
-        crop = extract_crop(volume, loc)
+        crop = sagittal.crop(loc)
         if crop.outside_fraction > max_outside:
             warnings.append(f"{study.study_id} {level}: {crop.outside_fraction:.0%} of its crop is outside the image; skipped")
             continue
         x = normalise_crop(crop.image.array, crop.inside)
         imgs.append(quantise_crop(x))
-        axials.append(axial_channel(extract_crop(axial, loc)) if axial is not None
+        axials.append(axial_channel(axial_sampler.crop(loc)) if axial_sampler is not None
                       else np.full(x.shape, NO_AXIAL, np.uint8))
         row = mask_row({h: label.allowed(h) for h in label.grades})
         masks.append(row)

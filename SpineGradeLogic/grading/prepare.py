@@ -91,15 +91,17 @@ def case_settings(seed: int, profile: str):
 def crops_of_case(case, contrast: str) -> CropSet:
     """One normalised crop per ground-truth disc of a generated case (with its axial crop where the
     case has an axial stack)."""
-    from ..discs.crop import extract_crop
+    from ..discs.crop import CropSampler
 
+    sagittal = CropSampler(case.image)
+    axial = CropSampler(case.axial) if case.axial is not None else None
     imgs, axials, grades, levels, outside = [], [], [], [], []
     for d in case.truth.discs:
         loc = truth_location(d)
-        crop = extract_crop(case.image, loc)
+        crop = sagittal.crop(loc)
         x = normalise_crop(crop.image.array, crop.inside)
         imgs.append(quantise_crop(x))
-        axials.append(axial_channel(extract_crop(case.axial, loc)) if case.axial is not None else None)
+        axials.append(axial_channel(axial.crop(loc)) if axial is not None else None)
         grades.append([d.grades[h].grade for h in HEAD_NAMES])
         levels.append(d.level)
         outside.append(crop.outside_fraction)

@@ -115,15 +115,17 @@ class GradingStage(Stage):
         if not locations:
             log.info("disc grading: no disc levels were placed, nothing to grade")
             return
-        from ..discs.crop import extract_crop
+        from ..discs.crop import CropSampler
 
         heads = _heads(ctx)
         axial = axial_for(ctx, grader)
+        sagittal = CropSampler(ctx.study.volume)
+        axial_sampler = CropSampler(axial.volume) if axial is not None else None
         kept = []
         for loc in locations:
             try:
-                crop = extract_crop(ctx.study.volume, loc)
-                ax_crop = extract_crop(axial.volume, loc) if axial is not None else None
+                crop = sagittal.crop(loc)
+                ax_crop = axial_sampler.crop(loc) if axial_sampler is not None else None
             except Exception as e:  # a degenerate frame or geometry: this level only
                 ctx.warn(f"disc grading: {loc.level} could not be cropped ({e}); not graded")
                 continue

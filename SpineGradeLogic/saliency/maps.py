@@ -33,7 +33,10 @@ import torch
 from ..grading.heads import OUTPUT_SLICES, head_log_probabilities
 from .methods import METHODS, resolve_method
 
-IG_STEPS = 16
+# 8 steps (captum's Gauss-Legendre nodes) at half the cost of 16: on 20 generated Modic lesions the
+# maps of the IG heads (Modic, endplate, Pfirrmann) correlate 0.99 with 16 steps' (median; lowest
+# 0.92), and the Modic map peaks inside the lesion in 19 of the 20 cases (16 steps: 20)
+IG_STEPS = 8
 SMOOTHGRAD_SAMPLES = 8  # 4, 8 and 16 found the tuning lesions equally well; 8 for some margin
 SMOOTHGRAD_SMOOTHING = 3.0  # voxels of the crop (2 x 1 x 1 mm): a herniation's edge, not single voxels
 SMOOTHGRAD_NOISE = 0.1  # standard deviation, in normalised crop intensity (99th percentile = 1)

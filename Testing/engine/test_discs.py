@@ -8,6 +8,7 @@ import pytest
 from fixtures_spine import names_between, synthetic_spine
 from SpineGradeLogic.discs import (
     DEFAULT_CROP,
+    CropSampler,
     DiscLocation,
     SpineCurve,
     crop_geometry,
@@ -138,6 +139,29 @@ def test_crop_outside_the_volume_reports_its_share():
     edge = extract_crop(vol, DiscLocation("L5/S1", corner, frame, np.ones(3)))
     assert 0.5 < edge.outside_fraction < 1.0
     assert edge.image.array[~edge.inside].max() == 0.0  # padding is zero
+
+
+def test_inside_mask_is_each_crop_voxels_own_test_on_an_oblique_grid():
+    # an anisotropic, rotated input and an oblique disc frame: the mask must agree with mapping every
+    # crop voxel into the input one by one, and with where the resampled image is padding
+    from scipy.spatial.transform import Rotation
+
+    direction = Rotation.from_euler("xyz", [12, -20, 35], degrees=True).as_matrix()
+    vol = Volume(np.ones((15, 90, 100), np.float32), (4.0, 0.8, 0.7), (5.0, -20.0, 40.0), direction)
+    frame = Rotation.from_euler("xyz", [-30, 15, 50], degrees=True).as_matrix()
+    centre = vol.index_to_ras([3.0, 80.0, 50.0])  # near two faces: the crop is partly outside
+    sampler = CropSampler(vol)
+    crop = sampler.crop(DiscLocation("L3/L4", centre, frame, np.ones(3)))
+    geom = crop_geometry(DiscLocation("L3/L4", centre, frame, np.ones(3)))
+    ijk = np.argwhere(np.ones(geom.shape, bool))
+    idx = vol.ras_to_index(geom.index_to_ras(ijk))
+    brute = np.all((idx >= -0.5) & (idx <= np.asarray(vol.shape) - 0.5), axis=1).reshape(geom.shape)
+    assert 0.1 < brute.mean() < 0.9
+    np.testing.assert_array_equal(crop.inside, brute)
+    assert crop.image.array[~crop.inside].max() == 0.0
+    # a second level from the same sampler is the same as a fresh extract_crop
+    other = DiscLocation("L4/L5", vol.index_to_ras([7.0, 45.0, 50.0]), frame, np.ones(3))
+    np.testing.assert_array_equal(sampler.crop(other).image.array, extract_crop(vol, other).image.array)
 
 
 def test_curve_tangent_points_superior():
