@@ -50,8 +50,8 @@ def working_grid_for(volume: Volume, spacing=WORK_SPACING) -> WorkingGrid:
 
 def to_working_grid(volume: Volume, grid: WorkingGrid, interpolator=sitk.sitkLinear, default=0.0) -> np.ndarray:
     """Resample ``volume`` onto ``grid``; returns the array indexed [slice, ap, si]."""
-    out = sitk.Resample(volume.to_sitk(), grid.reference(), sitk.Transform(), interpolator, default,
-                        volume.to_sitk().GetPixelID())
+    source = volume.to_sitk()
+    out = sitk.Resample(source, grid.reference(), sitk.Transform(), interpolator, default, source.GetPixelID())
     return sitk.GetArrayFromImage(out).transpose(2, 1, 0)
 
 
