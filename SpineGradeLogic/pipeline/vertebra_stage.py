@@ -114,7 +114,7 @@ def default_predictor(model, image: np.ndarray, device: str) -> Tuple[np.ndarray
     """The network's softmax over the working grid: ([S, C_sem, A, I], [S, C_lvl, A, I]) float16."""
     from ..vertebrae.infer import predict_grid
 
-    return predict_grid(model.network, image, batch=8, device=device)
+    return predict_grid(model.network, image, device=device)
 
 
 # --- what the vertebra stage finds --------------------------------------------------------------
