@@ -35,7 +35,8 @@ from .methods import METHODS, resolve_method
 
 # 8 steps (captum's Gauss-Legendre nodes) at half the cost of 16: on 20 generated Modic lesions the
 # maps of the IG heads (Modic, endplate, Pfirrmann) correlate 0.99 with 16 steps' (median; lowest
-# 0.92), and the Modic map peaks inside the lesion in 19 of the 20 cases (16 steps: 20)
+# 0.92), and the Modic map peaks inside the lesion in 19 of the 20 cases (16 steps: 20; model 0.3.0,
+# with 0.4.0 18 of 20 at either)
 IG_STEPS = 8
 # path points / noisy copies per backward pass: on 2 CPU threads a pass over 2 crops (IG) or 4
 # (SmoothGrad) is fastest (IG: 0.26 s a map in twos, 0.36 s in eights); the map is the same
@@ -109,7 +110,7 @@ def integrated_gradients_map(model: HeadLogProb, x: torch.Tensor, class_idx: int
     images, forward = _images_only(model, x)
     with torch.enable_grad():
         attr = IntegratedGradients(forward).attribute(images, baselines=torch.zeros_like(images), target=int(class_idx),
-                                                      n_steps=steps, internal_batch_size=IG_BATCH)
+                                                      n_steps=steps, internal_batch_size=min(IG_BATCH, steps))
     # the image channels' attributions summed (sagittal, and axial T2 on the same grid where the model
     # reads it); the axial presence mask stays as it is along the path: it is not evidence
     a = np.clip(attr[0].sum(0).detach().cpu().numpy(), 0, None)
@@ -129,7 +130,7 @@ def smoothgrad_map(model: HeadLogProb, x: torch.Tensor, class_idx: int, samples:
     try:
         with torch.enable_grad():
             attr = NoiseTunnel(Saliency(forward)).attribute(images, nt_type="smoothgrad", nt_samples=samples,
-                                                            nt_samples_batch_size=SMOOTHGRAD_BATCH, stdevs=noise,
+                                                            nt_samples_batch_size=min(SMOOTHGRAD_BATCH, samples), stdevs=noise,
                                                             target=int(class_idx), abs=True)
     finally:
         torch.random.set_rng_state(gen_state)
