@@ -78,6 +78,15 @@ def crop_geometry(location: DiscLocation, spec: CropSpec = DEFAULT_CROP) -> Volu
     return Volume(np.zeros(spec.size, np.float32), tuple(spacing), tuple(LPS_TO_RAS @ origin_ras), direction_lps)
 
 
+def _empty_image(geometry: Volume) -> sitk.Image:
+    """A float32 SimpleITK image with ``geometry``'s grid, to resample onto (its array is not copied)."""
+    image = sitk.Image([int(n) for n in geometry.shape], sitk.sitkFloat32)
+    image.SetSpacing(tuple(float(x) for x in geometry.spacing))
+    image.SetOrigin(tuple(float(x) for x in geometry.origin_lps))
+    image.SetDirection(tuple(geometry.direction_lps.ravel()))
+    return image
+
+
 def _inside(reference: Volume, geometry: Volume) -> np.ndarray:
     """Crop voxels whose centre falls within the input's voxel extent (ITK's [-0.5, n - 0.5])."""
     # crop index -> input index is affine: its columns step along the crop's axes, so each axis'
@@ -101,11 +110,7 @@ class CropSampler:
     def crop(self, location: DiscLocation, spec: CropSpec = DEFAULT_CROP) -> DiscCrop:
         """The volume resampled onto ``location``'s crop grid (see :func:`extract_crop`)."""
         geom = crop_geometry(location, spec)
-        ref = sitk.Image([int(s) for s in spec.size], sitk.sitkFloat32)
-        ref.SetSpacing(geom.spacing)
-        ref.SetOrigin(geom.origin_lps)
-        ref.SetDirection(tuple(geom.direction_lps.ravel()))
-        out = sitk.Resample(self._source, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        out = sitk.Resample(self._source, _empty_image(geom), sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
         image = Volume.from_sitk(out, level=location.level)
         inside = _inside(self.volume, geom)
         return DiscCrop(location.level, image, float(1.0 - inside.mean()), inside)
@@ -131,9 +136,5 @@ def heatmap_to_input(heatmap: np.ndarray, crop: DiscCrop, reference: Volume, int
     if heatmap.shape != crop.image.shape:
         raise ValueError(f"heatmap shape {heatmap.shape} does not match the crop {crop.image.shape}")
     src = crop.image.with_array(heatmap).to_sitk()
-    ref = sitk.Image([int(n) for n in reference.shape], sitk.sitkFloat32)  # geometry only: no array to copy
-    ref.SetSpacing(reference.spacing)
-    ref.SetOrigin(reference.origin_lps)
-    ref.SetDirection(tuple(reference.direction_lps.ravel()))
-    out = sitk.Resample(src, ref, sitk.Transform(), interpolator, 0.0, sitk.sitkFloat32)
+    out = sitk.Resample(src, _empty_image(reference), sitk.Transform(), interpolator, 0.0, sitk.sitkFloat32)
     return Volume.from_sitk(out, level=crop.level)

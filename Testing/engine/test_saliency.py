@@ -264,3 +264,22 @@ def test_pfirrmann_on_a_t1_series_comes_with_a_warning(tmp_path, tiny_bundle):
         GradingStage().run(ctx)
         assert "pfirrmann" in ctx.result.discs[0].grades
         assert any("Pfirrmann grades are defined on T2" in w for w in ctx.result.warnings) == warned
+
+
+def test_backward_batches_change_the_speed_not_the_map(monkeypatch):
+    # IG's path points and SmoothGrad's noisy copies go through the network a few at a time
+    # (IG_BATCH, SMOOTHGRAD_BATCH); one pass over all of them must give the same map
+    from SpineGradeLogic.saliency import maps
+
+    torch.manual_seed(0)
+    net = GradingNet(in_channels=3, channels=(4, 8, 8, 8)).eval()
+    x = torch.rand(1, 3, *CROP_SHAPE)
+    x[:, 2] = 1.0  # the axial presence mask
+    model = maps.HeadLogProb(net, "modic")
+    small = maps.integrated_gradients_map(model, x, 1), maps.smoothgrad_map(model, x, 1)
+    monkeypatch.setattr(maps, "IG_BATCH", maps.IG_STEPS)
+    monkeypatch.setattr(maps, "SMOOTHGRAD_BATCH", maps.SMOOTHGRAD_SAMPLES)
+    whole = maps.integrated_gradients_map(model, x, 1), maps.smoothgrad_map(model, x, 1)
+    assert maps.IG_BATCH > 2 and small[0].max() > 0 and small[1].max() > 0
+    for a, b in zip(small, whole):
+        np.testing.assert_allclose(a, b, atol=1e-4)
