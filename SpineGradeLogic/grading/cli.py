@@ -68,6 +68,9 @@ def _add_arguments(g: argparse.ArgumentParser, finetune: bool) -> None:
                         "that have them (generated crops prepared since 0.3.0); 0: grades only")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
+    t.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="auto: bfloat16 mixed precision where the device has it in hardware (a CPU with AVX-512-BF16 "
+                        "or AMX, a recent GPU), float32 elsewhere (default auto)")
     t.add_argument("--time-limit", type=float, help="stop after the epoch that passes this many seconds")
     t.add_argument("--version", default=None if finetune else "0.1.0",
                    help="bundle version" + (" (default: the starting bundle's, +finetuned)" if finetune else ""))
@@ -171,6 +174,7 @@ def train_grading_command(args: argparse.Namespace) -> int:
     cfg = GradingTrainingConfig(prepared=folders, epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size,
                                 lr=args.lr, patience=args.patience, seed=args.seed, device=args.device,
                                 time_limit_s=args.time_limit, init=init, measure_weight=args.measure_weight,
+                                precision=args.precision,
                                 monitor=args.monitor or ("nll" if args.dataset is not None else "balanced_accuracy"))
     train = held = dataset_record = None
     if args.dataset is not None:

@@ -273,7 +273,8 @@ class Augment:
         perm = torch.as_tensor(mirror_permutation(), device=dev)
         if self.mirror:  # y: [B, 13] or [B, k, 13] (targets and allowed-class masks together)
             flip = U(B) < 0.5
-            x = torch.where(flip[:, None, None, None, None], x.flip(2), x)
+            x = x.clone()  # flipped in place, crop by crop: two full copies fewer than torch.where
+            x[flip] = x[flip].flip(2)
             y = torch.where(flip.view(-1, *([1] * (y.dim() - 1))), y[..., perm], y)
             if measures is not None:
                 mperm = torch.as_tensor(mirror_measure_permutation(), device=dev)
@@ -292,24 +293,28 @@ class Augment:
         if x.shape[1] == 1:
             return self._intensity(x, U, gen), y, measures
         present = (x[:, 2:3] > 0.5).float()
-        keep = (U(B, 1, 1, 1, 1) >= self.axial_drop).float()
-        axial = self._intensity(x[:, 1:2], U, gen, edges=False) * present * keep
-        return torch.cat([self._intensity(x[:, :1], U, gen), axial, present * keep], 1), y, measures
+        present.mul_((U(B, 1, 1, 1, 1) >= self.axial_drop).float())  # axial hidden on a share of crops
+        axial = self._intensity(x[:, 1:2], U, gen, edges=False).mul_(present)
+        return torch.cat([self._intensity(x[:, :1], U, gen), axial, present], 1), y, measures
 
     def _intensity(self, x: torch.Tensor, U, gen: torch.Generator, edges: bool = True) -> torch.Tensor:
-        """Gamma, gain, bias ramp, noise, dither and (``edges``) a zeroed edge slab on ``[B, 1, ...]``."""
+        """Gamma, gain, bias ramp, noise, dither and (``edges``) a zeroed edge slab on ``[B, 1, ...]``.
+
+        Written as few full-size passes as it can be (in place, the ramp and the gain built by
+        broadcasting): on a 2-core CPU augmentation otherwise costs as much as the network's step."""
         B, dev = x.shape[0], x.device
         g = self.gamma[0] + U(B, 1, 1, 1, 1) * (self.gamma[1] - self.gamma[0])
-        x = x.clamp_min(0).pow(g)
-        x = x * (1 + (U(B, 1, 1, 1, 1) * 2 - 1) * self.gain)
+        x = x.clamp_min(0).pow_(g)  # a new tensor: the in-place steps below never touch the caller's
+        scale = 1 + (U(B, 1, 1, 1, 1) * 2 - 1) * self.gain
         if self.bias > 0:  # linear ramp along a random direction
-            coords = [torch.linspace(-1, 1, n, device=dev) for n in x.shape[2:]]
-            L, P, S = torch.meshgrid(*coords, indexing="ij")
+            L, P, S = (torch.linspace(-1, 1, n, device=dev).view(*[n if a == i else 1 for a in range(3)])
+                       for i, n in enumerate(x.shape[2:]))
             d = (U(B, 3) * 2 - 1) * self.bias
-            field = 1 + d[:, 0, None, None, None] * L + d[:, 1, None, None, None] * P + d[:, 2, None, None, None] * S
-            x = x * field[:, None].clamp_min(0.3)
-        x = x + torch.randn(x.shape, generator=gen, device=gen.device).to(dev) * (U(B, 1, 1, 1, 1) * self.noise)
-        x = x + (U(*x.shape) - 0.5) / IMAGE_SCALE
+            field = (1 + d[:, 0, None, None, None] * L + d[:, 1, None, None, None] * P) + d[:, 2, None, None, None] * S
+            scale = field[:, None].clamp_min_(0.3).mul_(scale)
+        x.mul_(scale)
+        x.add_(torch.randn(x.shape, generator=gen, device=gen.device).to(dev).mul_(U(B, 1, 1, 1, 1) * self.noise))
+        x.add_(U(*x.shape).sub_(0.5).div_(IMAGE_SCALE))
         if edges and self.edge_zero_prob > 0:
             for i in torch.nonzero(U(B) < self.edge_zero_prob).flatten().tolist():
                 axis = 2 + int(U(1).item() * 3) % 3
@@ -319,7 +324,7 @@ class Augment:
                 sl[0] = i
                 sl[axis] = slice(0, k) if U(1).item() < 0.5 else slice(n - k, n)
                 x[tuple(sl)] = 0
-        return x.clamp(0, CLIP)
+        return x.clamp_(0, CLIP)
 
 
 def sampling_weights(targets: np.ndarray, power: float = 0.5) -> np.ndarray:

@@ -19,6 +19,8 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from ..training.precision import full_precision
+
 #: name -> (source, key, divisor): ``source`` is the truth disc's ``extra`` entry
 MEASURES = {
     "height_loss": ("measurements", "height_ratio", None),  # 1 - ratio
@@ -100,7 +102,9 @@ class MeasureTrainer(torch.nn.Module):
 
     def grades_and_measures(self, x: torch.Tensor):
         pooled = self.grading.pooled(x)
-        return self.grading.grades(pooled), self.measure(self.grading.dropout(pooled))
+        with full_precision(pooled):  # like the grade heads: float32 under mixed precision
+            measured = self.measure(self.grading.dropout(pooled))
+        return self.grading.grades(pooled), measured
 
     def measure_error(self, predicted: torch.Tensor, measures: torch.Tensor) -> torch.Tensor:
         """:func:`measure_loss` of standardised predictions against measurements (NaN: skipped)."""

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution, ResidualUnit
 
 from ..names import HEAD_NAMES
+from ..training.precision import full_precision
 from .heads import OUTPUT_SIZE, is_ordinal, n_classes
 
 CROP_SHAPE = (24, 80, 64)
@@ -75,12 +76,19 @@ class GradingNet(torch.nn.Module):
         return self.grades(self.pooled(x))
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        """Global average and max of the last feature map, ``[B, 2 * channels[-1]]``."""
-        f = self.features(x)
+        """Global average and max of the last feature map, ``[B, 2 * channels[-1]]``, in float32 (also
+        when the convolutions ran under bfloat16 autocast)."""
+        f = self.features(x).float()
         return torch.cat([f.mean(dim=(2, 3, 4)), f.amax(dim=(2, 3, 4))], dim=1)
 
     def grades(self, pooled: torch.Tensor) -> torch.Tensor:
-        """The flat raw output from pooled features (dropout, the linear layer, ordered thresholds)."""
+        """The flat raw output from pooled features (dropout, the linear layer, ordered thresholds).
+
+        Always in float32: cut points a few hundredths apart would blur in bfloat16."""
+        with full_precision(pooled):
+            return self._grades(pooled.float())
+
+    def _grades(self, pooled: torch.Tensor) -> torch.Tensor:
         pre = self.linear(self.dropout(pooled))
         out, i, t = [], 0, 0
         for h, n in zip(HEAD_NAMES, self.n_pre):

@@ -19,6 +19,7 @@ import torch
 from ..errors import DatasetError
 from ..names import HEAD_NAMES
 from ..training import fit
+from ..training.precision import autocast_dtype
 from .calibration import fit_temperatures
 from .data import Augment, BatchSource, CropSet, iterate_images, load_prepared
 from .heads import head_log_probabilities, n_classes, probabilities, split_outputs
@@ -46,6 +47,7 @@ class GradingTrainingConfig:
     init: Optional[Path] = None  # start from this bundle's weights (fine-tuning)
     monitor: str = "balanced_accuracy"  # or "nll": held-out set likelihood (right for partial labels)
     measure_weight: float = 0.5  # auxiliary loss on the generator's measurements (0: grades only)
+    precision: str = "auto"  # "auto" (bfloat16 autocast where the device has it natively), "bf16" or "fp32"
 
 
 def split_sets(cfg: GradingTrainingConfig):
@@ -141,7 +143,10 @@ def train_grading_model(cfg: GradingTrainingConfig, checkpoint: Path, train: Opt
              len(train), len(np.unique(train.case)), int(train.has_axial.sum()), len(held), len(np.unique(held.case)),
              int(held.has_axial.sum()))
     network, init_temps, init_info = initial_network(cfg)
-    network = network.to(cfg.device)
+    amp = autocast_dtype(cfg.precision, cfg.device)
+    # channels-last 3-D convolutions: about a quarter faster on a CPU in float32 as in bfloat16
+    network = network.to(cfg.device, memory_format=torch.channels_last_3d)
+    log.info("training in %s on %s", "bfloat16 mixed precision" if amp is not None else "float32", cfg.device)
     source = BatchSource(train, cfg.batch_size, cfg.device, cfg.seed, Augment(), channels=input_channels(network))
     with_measures = int(np.isfinite(train.measures).any(1).sum()) if cfg.measure_weight > 0 else 0
     trained, loss_fn = network, loss_on_batch
@@ -158,7 +163,9 @@ def train_grading_model(cfg: GradingTrainingConfig, checkpoint: Path, train: Opt
         return out
 
     result = fit(trained, source, loss_fn, validate, "score", checkpoint, cfg.epochs, cfg.steps_per_epoch,
-                 cfg.lr, cfg.patience, time_limit_s=cfg.time_limit_s)  # leaves the best weights in ``network``
+                 cfg.lr, cfg.patience, time_limit_s=cfg.time_limit_s,
+                 autocast_dtype=amp)  # leaves the best weights in ``network``
+    network = network.to(memory_format=torch.contiguous_format)  # bundles hold plain float32 tensors
     raw = raw_outputs(network, held, cfg.device)
     temps = fit_temperatures(raw, torch.as_tensor(held.targets), allowed=held.allowed)
     unlabelled = [h for h in HEAD_NAMES if not known(held.allowed)[:, HEAD_NAMES.index(h)].any()]
@@ -181,7 +188,8 @@ def train_grading_model(cfg: GradingTrainingConfig, checkpoint: Path, train: Opt
                      "labelled_crops": {h: int(k) for h, k in zip(HEAD_NAMES, known(train.allowed).sum(0))}},
         "temperatures_kept_from_init": unlabelled if cfg.init is not None else [],
         "init": init_info,
-        "environment": {"torch": torch.__version__, "python": platform.python_version(), "device": cfg.device},
+        "environment": {"torch": torch.__version__, "python": platform.python_version(), "device": cfg.device,
+                        "precision": "bf16" if amp is not None else "fp32"},
     }
 
 

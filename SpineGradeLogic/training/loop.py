@@ -17,6 +17,8 @@ from typing import Callable, Dict, Iterator, List, Optional
 import torch
 from tqdm import tqdm
 
+from .precision import autocast
+
 log = logging.getLogger("spinegrade")
 
 
@@ -49,6 +51,7 @@ def fit(
     resume: bool = True,
     time_limit_s: Optional[float] = None,
     show_progress: bool = True,
+    autocast_dtype: Optional[torch.dtype] = None,
 ) -> FitResult:
     """Train ``network`` and leave its best weights (by ``validate()[monitor]``, higher is better) in it.
 
@@ -59,6 +62,8 @@ def fit(
         checkpoint: file for the checkpoint; resumed from when ``resume`` and it exists.
         patience: stop after this many epochs without improvement.
         time_limit_s: stop after the epoch during which this much time has passed.
+        autocast_dtype: run ``loss_fn`` under autocast to this dtype (``precision.autocast_dtype``);
+            the backward pass and the optimiser stay as they are. None: float32 throughout.
     """
     optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, epochs))
@@ -75,6 +80,7 @@ def fit(
         best_weights = {k: v.detach().clone() for k, v in network.state_dict().items()}
     started = time.perf_counter()
     stopped_early = False
+    device = next(network.parameters()).device
     for epoch in range(state["epoch"], epochs):
         network.train()
         total, n = 0.0, 0
@@ -84,7 +90,8 @@ def fit(
             if step >= steps_per_epoch:
                 break
             optimiser.zero_grad()
-            loss = loss_fn(network, batch)
+            with autocast(device, autocast_dtype):
+                loss = loss_fn(network, batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
             optimiser.step()

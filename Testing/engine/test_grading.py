@@ -228,3 +228,32 @@ def test_smoke_training_writes_a_calibrated_bundle(tmp_path):
     assert set(g.temperatures) == set(HEAD_NAMES) and all(t > 0 for t in g.temperatures.values())
     assert "synthetic" in (out / "docs" / "README.md").read_text()
     assert (tmp_path / "spinegrade_grading.checkpoint.record.json").is_file()
+
+
+def _intensity_as_defined(aug: Augment, x: torch.Tensor, U, gen: torch.Generator) -> torch.Tensor:
+    """``Augment._intensity`` written out step by step, each a new tensor (before it was made fast)."""
+    B = x.shape[0]
+    g = aug.gamma[0] + U(B, 1, 1, 1, 1) * (aug.gamma[1] - aug.gamma[0])
+    x = x.clamp_min(0).pow(g)
+    x = x * (1 + (U(B, 1, 1, 1, 1) * 2 - 1) * aug.gain)
+    L, P, S = torch.meshgrid(*[torch.linspace(-1, 1, n) for n in x.shape[2:]], indexing="ij")
+    d = (U(B, 3) * 2 - 1) * aug.bias
+    field = 1 + d[:, 0, None, None, None] * L + d[:, 1, None, None, None] * P + d[:, 2, None, None, None] * S
+    x = x * field[:, None].clamp_min(0.3)
+    x = x + torch.randn(x.shape, generator=gen) * (U(B, 1, 1, 1, 1) * aug.noise)
+    x = x + (U(*x.shape) - 0.5) / IMAGE_SCALE
+    return x.clamp(0, 1.5)
+
+
+def test_augment_intensity_follows_its_definition_and_leaves_the_input_alone():
+    aug = Augment(bias=0.6, gain=0.3, noise=0.1)  # strong enough that a ramp along a wrong axis shows
+    x = torch.rand(6, 1, *CROP_SHAPE) * 1.5
+    before = x.clone()
+    streams = []
+    for _ in range(2):
+        gen = torch.Generator().manual_seed(5)
+        streams.append((gen, lambda *shape, gen=gen: torch.rand(*shape, generator=gen)))
+    fast = aug._intensity(x, streams[0][1], streams[0][0], edges=False)
+    slow = _intensity_as_defined(aug, x, streams[1][1], streams[1][0])
+    assert torch.equal(x, before)
+    assert torch.allclose(fast, slow, atol=1e-5)
