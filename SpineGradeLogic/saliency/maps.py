@@ -6,8 +6,12 @@ head's calibrated log-probabilities, and the map shows what raised the chosen cl
 * ``gradcam``: ``monai.visualize.GradCAM`` on the grading network's last convolutional
   stage (``features.3``, 128 channels at 8 mm; recorded in the bundle as ``gradcam_layer``),
   trilinearly upsampled to the crop and scaled to [0, 1]. One forward and one backward pass.
-* ``ig``: Integrated Gradients (captum) from a black crop, ``IG_STEPS`` steps; the positive part of
-  the attribution (evidence *for* the class), lightly smoothed (1 voxel Gaussian), scaled to [0, 1].
+* ``ig``: Integrated Gradients (captum) from a black crop, ``IG_STEPS`` steps, of the class's
+  log-probability less that of the head's healthiest grade (class 0): what makes the crop this grade
+  *rather than healthy*. IG's attributions add up to the score's change from black to the crop, and
+  the plain log-probability's change holds everything that makes the crop look like a disc at all,
+  spread over the bright CSF; the contrast cancels that common part. The positive part of the
+  attribution (evidence *for* the class), lightly smoothed (1 voxel Gaussian), scaled to [0, 1].
 * ``smoothgrad``: SmoothGrad (captum ``NoiseTunnel`` over plain gradients): the magnitude of the
   class score's gradient, averaged over ``SMOOTHGRAD_SAMPLES`` copies of the crop with Gaussian noise
   of ``SMOOTHGRAD_NOISE`` (a tenth of the normalised intensity range), smoothed by 3 voxels, less its
@@ -62,6 +66,19 @@ class HeadLogProb(torch.nn.Module):
         return head_log_probabilities(self.head, raw.double(), self.temperature).to(raw.dtype)
 
 
+class AgainstHealthiest(torch.nn.Module):
+    """A :class:`HeadLogProb` turned into ``log p(class) - log p(healthiest grade)`` per class
+    (class 0: ``0`` for Pfirrmann 1 and every other head's normal grade)."""
+
+    def __init__(self, model: HeadLogProb):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logp = self.model(x)
+        return logp - logp[:, :1]
+
+
 def _scale01(a: np.ndarray) -> np.ndarray:
     a = np.nan_to_num(np.asarray(a, np.float32))
     a = np.clip(a, 0, None)
@@ -102,12 +119,18 @@ def _images_only(model: torch.nn.Module, x: torch.Tensor):
     return x, model
 
 
-def integrated_gradients_map(model: HeadLogProb, x: torch.Tensor, class_idx: int, steps: int = IG_STEPS) -> np.ndarray:
+def integrated_gradients_map(model: HeadLogProb, x: torch.Tensor, class_idx: int, steps: int = IG_STEPS,
+                             against_healthiest: bool = True) -> np.ndarray:
+    """IG of ``class_idx``'s log-probability, less the healthiest grade's unless ``against_healthiest``
+    is off or the class is that grade (then its plain log-probability)."""
     from captum.attr import IntegratedGradients
     from scipy.ndimage import gaussian_filter
 
     model.eval()
-    images, forward = _images_only(model, x)
+    # the contrast found more generated Modic lesions: with 0.5.0 the map peaked inside 46 of 50 on
+    # the tuning seeds (300000-300029, 320000-320019) against 44 of 50 for the plain score
+    scored = AgainstHealthiest(model) if against_healthiest and int(class_idx) != 0 else model
+    images, forward = _images_only(scored, x)
     with torch.enable_grad():
         attr = IntegratedGradients(forward).attribute(images, baselines=torch.zeros_like(images), target=int(class_idx),
                                                       n_steps=steps, internal_batch_size=min(IG_BATCH, steps))

@@ -81,6 +81,37 @@ def test_map_peaks_at_the_planted_signal_in_input_geometry(method):
     assert np.linalg.norm(peak - blob) < tol, (method, peak, blob)
 
 
+class CompetitorNet(torch.nn.Module):
+    """Toy Modic grader: a bright region B raises the Modic 2 logit; a small bright region A lowers
+    the Modic 1 logit, which raises Modic 2's probability only by taking a competitor away."""
+
+    A = (slice(10, 12), slice(10, 12), slice(10, 12))
+    B = (slice(4, 20), slice(40, 70), slice(20, 50))
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], OUTPUT_SIZE, dtype=x.dtype)
+        s = OUTPUT_SLICES["modic"]
+        out[:, s.start + 1] = -40.0 * x[(slice(None), 0) + self.A].mean(dim=(1, 2, 3))
+        out[:, s.start + 2] = 2.0 * x[(slice(None), 0) + self.B].mean(dim=(1, 2, 3))
+        return out
+
+
+def test_ig_explains_a_grade_against_the_healthiest_one():
+    x = torch.zeros(1, 1, *CROP_SHAPE)
+    x[(0, 0) + CompetitorNet.A] = 1.0
+    x[(0, 0) + CompetitorNet.B] = 1.0
+    from SpineGradeLogic.saliency.maps import HeadLogProb, integrated_gradients_map
+
+    model = HeadLogProb(CompetitorNet(), "modic")
+    in_a = lambda m: np.unravel_index(int(np.argmax(m)), CROP_SHAPE)[2] < 15  # the peak's superior index
+    # log p(Modic 2) rises where Modic 1 is pushed down: the plain score's map peaks in the small A
+    assert in_a(integrated_gradients_map(model, x, 2, against_healthiest=False))
+    # against the healthy grade only B, which raises Modic 2 itself, is evidence
+    contrast = integrated_gradients_map(model, x, 2)
+    assert not in_a(contrast) and contrast[CompetitorNet.A].max() < 0.05
+    assert np.array_equal(saliency_map("ig", CompetitorNet(), x, "modic", 2), contrast)  # what a run draws
+
+
 def test_auto_is_ig_for_signal_heads_and_smoothgrad_for_the_rest():
     from SpineGradeLogic.saliency import concrete_methods, resolve_method
 
