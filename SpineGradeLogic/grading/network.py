@@ -4,7 +4,7 @@ Input: one disc-centred crop ``[B, C, 24, 80, 64]`` (axes L, P, S at 2 / 1 / 1 m
 ``discs/crop.py``), intensities normalised by :func:`~SpineGradeLogic.grading.data.normalise_crop`.
 ``C`` is 3 (``data.INPUT_CHANNELS``): the sagittal crop, the study's axial T2 resampled onto the same
 grid (0 where there is none) and the axial presence mask; a 1-channel network (the bundles
-0.1.0 and 0.2.0; 0.3.0 and 0.4.0 have three) reads the sagittal crop alone. :func:`widen_input` turns a 1-channel network into a 3-channel one
+0.1.0 and 0.2.0; 0.3.0 and later have three) reads the sagittal crop alone. :func:`widen_input` turns a 1-channel network into a 3-channel one
 that computes exactly what it did until training teaches it to use the axial channels.
 
 ========  ==========================================  =========================  ==========
