@@ -1,6 +1,6 @@
 """Grading bench: evidence (saliency on generated lesions) and speed (grades + default saliency per study).
 
-    python bench/bench_grading.py [--bundle PATH] [--n 10] [--start 300000] [--method auto gradcam ig smoothgrad occlusion]
+    python bench/bench_grading.py [--bundle PATH] [--n 10] [--start 300000] [--method auto] [gradcam ig smoothgrad occlusion]
                                    [--threads 2] [--no-axial]
 
 Evidence: cases from seeds 300000+ with one lesion forced at L4/L5 (a central herniation, a Modic 2
@@ -150,7 +150,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", type=Path, help="grading bundle (default: the installed one)")
     ap.add_argument("--n", type=int, default=10, help="cases per lesion kind")
-    ap.add_argument("--method", nargs="+", default=["gradcam"], choices=["auto", "gradcam", "ig", "smoothgrad", "occlusion"])
+    ap.add_argument("--method", nargs="+", default=["auto"], choices=["auto", "gradcam", "ig", "smoothgrad", "occlusion"],
+                    help="saliency methods to measure (default: auto, what a run uses)")
     ap.add_argument("--start", type=int, default=300000, help="first seed of the lesion cases")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-axial", action="store_true", help="cases without the axial T2 stack")
