@@ -2,9 +2,9 @@
 a labelled dataset (``--dataset``: SPIDER, RSNA 2024 lumbar or the folder format, every study; levels
 placed and cut as ``spinegrade finetune`` does, partial labels scored as the sets they are).
 
-Reports per head balanced accuracy, quadratic-weighted kappa, expected calibration error (with the
-bundle's temperatures, and without them for comparison), and the RSNA 2024 weighted log loss on the
-heads it covers; checks the issue's targets (balanced accuracy >= 0.85 on every head, >= 0.90 on
+Reports per head balanced accuracy (with a 95 % bootstrap interval over cases), quadratic-weighted
+kappa, expected calibration error (with the bundle's temperatures, and without them for comparison),
+and the RSNA 2024 weighted log loss on the heads it covers; checks the issue's targets (balanced accuracy >= 0.85 on every head, >= 0.90 on
 Pfirrmann, narrowing and central canal stenosis; ECE <= 0.05). For a model that reads the axial T2,
 the crops that have one are also graded with it hidden (``by_axial``): what the axial series adds,
 measured on the same levels.
@@ -57,6 +57,7 @@ def evaluate_bundle(bundle: Path, crops, device: str = "cpu") -> Dict[str, objec
     raw = raw_outputs(grader.network, crops, grader.device)
     calibrated = evaluate_outputs(raw, crops, grader.temperatures)
     uncalibrated = evaluate_outputs(raw, crops)
+    add_intervals(calibrated, raw, crops, grader.temperatures)
     # per contrast: Pfirrmann (nucleus water on T2) and Modic types (T1 against T2 signal) are defined by
     # particular sequences; on T1 or randomised contrast the image may not hold the answer at all
     by_contrast = {}
@@ -74,6 +75,19 @@ def evaluate_bundle(bundle: Path, crops, device: str = "cpu") -> Dict[str, objec
             "calibrated": calibrated, "uncalibrated": uncalibrated, "by_contrast": by_contrast, "by_axial": by_axial,
             "targets": checks,
             "all_targets_met": all(all(c.values()) for c in checks.values())}
+
+
+def add_intervals(figures: Dict[str, object], raw, crops, temperatures) -> None:
+    """Add each head's 95 % case-bootstrap interval of balanced accuracy (``balanced_accuracy_ci``)."""
+    from .heads import probabilities
+    from .metrics import balanced_accuracy_interval
+    from ..names import HEAD_NAMES
+
+    probs = probabilities(raw, temperatures)
+    for h, m in figures["heads"].items():
+        t = crops.targets[:, HEAD_NAMES.index(h)]
+        ok = t >= 0
+        m["balanced_accuracy_ci"] = list(balanced_accuracy_interval(t[ok], probs[h][ok].argmax(1), crops.case[ok]))
 
 
 def axial_effect(grader, crops, raw) -> Optional[Dict[str, object]]:
@@ -97,12 +111,13 @@ def axial_effect(grader, crops, raw) -> Optional[Dict[str, object]]:
 
 def format_report(r: Dict[str, object]) -> str:
     lines = [f"{r['crops']} crops from {r['cases']} {r.get('source', 'generated cases')}; bundle {r['bundle']}",
-             f"{'head':<32}{'bal.acc':>8}{'QWK':>7}{'ECE':>7}{'ECE(T=1)':>9}{'n':>6}  target"]
+             f"{'head':<32}{'bal.acc':>8}{'95% CI':>13}{'QWK':>7}{'ECE':>7}{'ECE(T=1)':>9}{'n':>6}  target"]
     cal, unc = r["calibrated"]["heads"], r["uncalibrated"]["heads"]
     for h, m in cal.items():
         ok = r["targets"][h]
         flag = "ok" if all(ok.values()) else "MISSED " + ",".join(k.split("_ok")[0] for k, v in ok.items() if not v)
-        lines.append(f"{h:<32}{m['balanced_accuracy']:>8.3f}{m['qwk']:>7.3f}{m['ece']:>7.3f}{unc[h]['ece']:>9.3f}{m['n']:>6}  {flag}")
+        lo, hi = m.get("balanced_accuracy_ci", (float("nan"), float("nan")))
+        lines.append(f"{h:<32}{m['balanced_accuracy']:>8.3f}{f'{lo:.2f}-{hi:.2f}':>13}{m['qwk']:>7.3f}{m['ece']:>7.3f}{unc[h]['ece']:>9.3f}{m['n']:>6}  {flag}")
     bc = r.get("by_contrast", {})
     if len(bc) > 1:
         cs = list(bc)

@@ -307,6 +307,10 @@ def test_evaluation_reports_each_contrast_apart(capsys):
     assert r["by_contrast"]["T1"]["pfirrmann"]["n"] == 4 and r["by_contrast"]["T2"]["pfirrmann"]["n"] == 8
     text = format_report(r)
     assert "balanced accuracy by contrast" in text and "T1 (4)" in text and "T2 (8)" in text
+    for m in r["calibrated"]["heads"].values():  # every head's figure comes with its case-bootstrap interval
+        lo, hi = m["balanced_accuracy_ci"]
+        assert lo <= m["balanced_accuracy"] <= hi
+    assert "95% CI" in text
 
 
 @pytest.mark.skipif(SHIPPED is None, reason="the shipped grading bundle is not installed")

@@ -20,7 +20,7 @@ from SpineGradeLogic.grading.heads import (
 )
 from SpineGradeLogic.grading.loss import grading_loss
 from SpineGradeLogic.grading.metrics import (
-    balanced_accuracy, expected_calibration_error, quadratic_weighted_kappa, rsna_weighted_log_loss,
+    balanced_accuracy, balanced_accuracy_interval, expected_calibration_error, quadratic_weighted_kappa, rsna_weighted_log_loss,
 )
 from SpineGradeLogic.grading.network import CROP_SHAPE, GradingNet, build_network
 from SpineGradeLogic.names import HEAD_NAMES, HEADS
@@ -75,6 +75,24 @@ def test_temperature_keeps_order_and_sums():
 def test_balanced_accuracy_by_hand():
     assert balanced_accuracy([0, 0, 0, 1], [0, 0, 1, 1]) == pytest.approx((2 / 3 + 1) / 2)
     assert balanced_accuracy([2, 2, 0], [2, 0, 0]) == pytest.approx((1 + 0.5) / 2)
+
+
+def test_balanced_accuracy_interval_resamples_cases_not_crops():
+    rng = np.random.default_rng(1)
+    t = rng.integers(0, 3, 60)
+    p = np.where(rng.random(60) < 0.7, t, (t + 1) % 3)
+    cases = np.arange(60)
+    lo, hi = balanced_accuracy_interval(t, p, cases)
+    assert lo < balanced_accuracy(t, p) < hi
+    assert balanced_accuracy_interval(t, t, cases) == (1.0, 1.0)
+    # four identical crops per case add no information: a case bootstrap gives the same interval,
+    # a crop bootstrap would narrow it by half
+    rep = np.repeat(np.arange(60), 4)
+    assert balanced_accuracy_interval(t[rep], p[rep], cases[rep]) == pytest.approx((lo, hi))
+    # more independent cases narrow it
+    t4, p4 = np.tile(t, 4), np.tile(p, 4)
+    lo4, hi4 = balanced_accuracy_interval(t4, p4, np.arange(240))
+    assert hi4 - lo4 < 0.7 * (hi - lo)
 
 
 def test_quadratic_weighted_kappa_by_hand():
