@@ -77,12 +77,12 @@ def load_axial(source: Union[str, Path]) -> AxialSeries:
         raise InputError(f"{path}: no such file or folder (the axial series)")
     if path.is_file() and (is_volume_file(path) or not dicom_files([path])):
         volume = _checked_axial(load_volume_pixels(path), str(path))
-        return AxialSeries(volume, path.name, None, sequence_from_filename(path), str(path))
+        return AxialSeries(volume, path.name, None, sequence_from_filename(path), str(path.resolve()))
     series = find_series([path])
     chosen = pick_axial_series(series)
     if chosen is None:
         listing = "; ".join(s.summary() for s in series) or "no image series"
         raise InputError(f"{path}: no axial series found ({listing})")
     out = read_axial_series(chosen)
-    out.source = str(path)
+    out.source = str(path.resolve())  # absolute: a result is read back from other working folders
     return out

@@ -88,8 +88,8 @@ def load_volume_file(path: Path, sequence: Optional[str] = None) -> LoadedStudy:
     volume = load_volume_pixels(path)
     plane = _checked(volume, name)
     seq = sequence or sequence_from_filename(path)
-    info = InputInfo(
-        path=name, shape=volume.shape, spacing_mm=volume.spacing, series_instance_uid=None, sequence=seq,
+    info = InputInfo(  # the path absolute: regrade and scene export read the image again from elsewhere
+        path=str(Path(path).resolve()), shape=volume.shape, spacing_mm=volume.spacing, series_instance_uid=None, sequence=seq,
         extra={"plane": plane.plane, "obliquity_deg": round(plane.obliquity_deg, 2),
                "selection": "volume file" + ("" if seq != "unknown" else "; sequence unknown (name it with --sequence)")},
     )
@@ -157,7 +157,7 @@ def load_dicom(
     volume.meta["source"] = name
     plane = _checked(volume, name, chosen.normal_ras)
     info = InputInfo(
-        path=name, shape=volume.shape, spacing_mm=volume.spacing,
+        path=str(Path(paths[0]).resolve()) if len(paths) == 1 else name, shape=volume.shape, spacing_mm=volume.spacing,
         series_instance_uid=chosen.series_instance_uid, sequence=sequence or chosen.sequence,
         extra={
             "series_description": chosen.description, "series_number": chosen.series_number,

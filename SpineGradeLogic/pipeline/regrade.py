@@ -172,8 +172,9 @@ class CorrectNamesStage(Stage):
             raise InputError(f"{rf.path}: the result has no segmentation to rename")
         segmentation = rf.segmentation()
 
-        src = result.input.path
-        if not src or not Path(src).exists():
+        path = rf.input_path()
+        src = str(path) if path is not None else result.input.path
+        if path is None or not path.exists():
             raise InputError(f"the input image of this result is gone: {src} (re-grading reads the image again; "
                              "run spinegrade run on it instead)")
         o = ctx.options

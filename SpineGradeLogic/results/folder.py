@@ -45,6 +45,19 @@ class ResultFolder:
     def segmentation(self) -> Optional[Volume]:
         return self.volume(self.result.segmentation) if self.result.segmentation else None
 
+    def input_path(self) -> Optional[Path]:
+        """The study the result was made from: ``input.path`` of result.json. Runs store it absolute;
+        a relative one (older results) is looked for beside the result folder, then from the working
+        folder. The first candidate when neither exists; None when the result names no path."""
+        raw = self.result.input.path
+        if not raw:
+            return None
+        p = Path(raw)
+        if p.is_absolute():
+            return p
+        candidates = [(self.path / p).resolve(), p.resolve()]
+        return next((c for c in candidates if c.exists()), candidates[0])
+
 
 def read_volume(path: Path) -> Volume:
     import SimpleITK as sitk  # here, not at the top: model code imports results without image I/O

@@ -29,10 +29,8 @@ SCENE_SUFFIXES = (".mrml", ".mrb")
 
 def load_input_image(result_folder):
     """The input image named in result.json, or None (with the reason) when it cannot be read."""
-    path = Path(result_folder.result.input.path)
-    if not path.is_absolute():
-        path = (result_folder.path / path).resolve()
-    if not path.exists():
+    path = result_folder.input_path()
+    if path is None or not path.exists():
         return None, f"input image {path} not found: the scene and screenshots are made without it"
     try:
         from SpineGradeLogic.io.study import load_study

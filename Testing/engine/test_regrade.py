@@ -136,6 +136,37 @@ def test_the_input_image_gone(result_dir, tmp_path):
     assert _snapshot(result_dir) == before
 
 
+def test_a_run_on_a_relative_path_is_found_again_from_any_folder(original, tmp_path, monkeypatch):
+    """result.json names the input absolutely, so regrade (and scene export) work from anywhere."""
+    src = read_result_folder(original).input_path()
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(src, work / "study.nii.gz")
+    monkeypatch.chdir(work)
+    run_study(Path("study.nii.gz"), Path("res"), FAST)
+    named = json.loads((work / "res" / "result.json").read_text())["input"]["path"]
+    assert named == str(work / "study.nii.gz")
+    monkeypatch.chdir(tmp_path)
+    assert read_result_folder(work / "res").input_path() == work / "study.nii.gz"
+    regrade(work / "res", {"L5": "L6"}, tmp_path / "again", options=FAST)  # reads the image again from here
+
+
+def test_an_older_result_with_a_relative_input_path_is_looked_up_beside_its_folder(result_dir, tmp_path, monkeypatch):
+    src = read_result_folder(result_dir).input_path()
+    shutil.copy(src, tmp_path / "study.nii.gz")
+    data = json.loads((result_dir / "result.json").read_text())
+    data["input"]["path"] = "../study.nii.gz"  # as runs before absolute paths wrote it, from tmp_path/result
+    (result_dir / "result.json").write_text(json.dumps(data))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert read_result_folder(result_dir).input_path() == tmp_path / "study.nii.gz"
+    data["input"]["path"] = "study.nii.gz"  # relative to the folder it was run in
+    (result_dir / "result.json").write_text(json.dumps(data))
+    monkeypatch.chdir(tmp_path)
+    assert read_result_folder(result_dir).input_path() == tmp_path / "study.nii.gz"
+
+
 def test_not_a_result_folder(tmp_path):
     with pytest.raises(InputError, match="not a SpineGrade result folder"):
         regrade(tmp_path, {"L5": "L6"})
