@@ -152,6 +152,11 @@ def prepare_scene(scene):
         cls = getattr(slicer, name, None)
         if cls is not None and not scene.IsNodeClassRegistered(name):
             scene.RegisterNodeClass(cls())
+    if scene.GetFirstNodeByClass("vtkMRMLSelectionNode") is None:
+        # Slicer's application logic adds this singleton; markups look their length unit up in it
+        selection = slicer.vtkMRMLSelectionNode()
+        selection.SetSingletonTag("Singleton")
+        scene.AddNode(selection)
     return scene
 
 

@@ -118,7 +118,7 @@ def test_screenshots_without_input_image(tmp_path):
     assert summary["nodes"]["input_volume"] is False
 
 
-def test_cli_scene_command(study, tmp_path):
+def test_cli_scene_command(study, tmp_path, capfd):
     from SpineGradeLogic.cli import scene as scene_cli
 
     out, _, _ = study
@@ -128,6 +128,16 @@ def test_cli_scene_command(study, tmp_path):
     assert args.func(args) == 0
     assert (tmp_path / "s.mrml").is_file() and (tmp_path / "s_data").is_dir()
     assert (tmp_path / "png" / "mid_sagittal.png").is_file()
+    # a bare scene gets the selection node Slicer would have: without it every markup warns on stderr
+    assert "GetUnitNode failed" not in capfd.readouterr().err
     bad = parser.parse_args(["scene", str(out), "--out", str(tmp_path / "s.txt")])
     with pytest.raises(InputError):
         bad.func(bad)
+
+
+def test_prepare_scene_adds_one_selection_node():
+    import slicer
+
+    scene = mrml_adapter.prepare_scene(mrml_adapter.prepare_scene(slicer.vtkMRMLScene()))
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSelectionNode") == 1
+
