@@ -4,10 +4,10 @@ placed and cut as ``spinegrade finetune`` does, partial labels scored as the set
 
 Reports per head balanced accuracy (with a 95 % bootstrap interval over cases), quadratic-weighted
 kappa, expected calibration error (with the bundle's temperatures, and without them for comparison),
-and the RSNA 2024 weighted log loss on the heads it covers; checks the issue's targets (balanced accuracy >= 0.85 on every head, >= 0.90 on
-Pfirrmann, narrowing and central canal stenosis; ECE <= 0.05). For a model that reads the axial T2,
-the crops that have one are also graded with it hidden (``by_axial``): what the axial series adds,
-measured on the same levels.
+and the RSNA 2024 weighted log loss on the heads it covers; checks the issue's targets (balanced
+accuracy >= 0.85 on every head, >= 0.90 on Pfirrmann, narrowing and central canal stenosis;
+ECE <= 0.05). For a model that reads the axial T2, the crops that have one are also graded with it
+hidden (``by_axial``): what the axial series adds, measured on the same levels.
 """
 
 from __future__ import annotations

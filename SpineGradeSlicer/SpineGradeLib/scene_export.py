@@ -31,7 +31,7 @@ def load_input_image(result_folder):
     """The input image named in result.json, or None (with the reason) when it cannot be read."""
     path = result_folder.input_path()
     if path is None or not path.exists():
-        return None, f"input image {path} not found: the scene and screenshots are made without it"
+        return None, f"input image {path or '(none named)'} not found: the scene and screenshots are made without it"
     try:
         from SpineGradeLogic.io.study import load_study
 

@@ -140,4 +140,3 @@ def test_prepare_scene_adds_one_selection_node():
 
     scene = mrml_adapter.prepare_scene(mrml_adapter.prepare_scene(slicer.vtkMRMLScene()))
     assert scene.GetNumberOfNodesByClass("vtkMRMLSelectionNode") == 1
-
