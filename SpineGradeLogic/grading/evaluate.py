@@ -26,6 +26,7 @@ TARGET_BACC = 0.85
 TARGET_BACC_KEY = 0.90
 KEY_HEADS = ("pfirrmann", "disc_narrowing", "central_canal_stenosis")
 TARGET_ECE = 0.05
+FEW_CROPS = 10  # a grade held by fewer crops than this moves a head's balanced accuracy by several points a crop
 
 
 def register_evaluate(subparsers) -> None:
@@ -118,6 +119,7 @@ def format_report(r: Dict[str, object]) -> str:
         flag = "ok" if all(ok.values()) else "MISSED " + ",".join(k.split("_ok")[0] for k, v in ok.items() if not v)
         lo, hi = m.get("balanced_accuracy_ci", (float("nan"), float("nan")))
         lines.append(f"{h:<32}{m['balanced_accuracy']:>8.3f}{f'{lo:.2f}-{hi:.2f}':>13}{m['qwk']:>7.3f}{m['ece']:>7.3f}{unc[h]['ece']:>9.3f}{m['n']:>6}  {flag}")
+    lines += per_grade_lines(cal)
     bc = r.get("by_contrast", {})
     if len(bc) > 1:
         cs = list(bc)
@@ -142,6 +144,30 @@ def format_report(r: Dict[str, object]) -> str:
                      + ", ".join(f"{h} {v:.3f}" for h, v in nll.items()))
     lines.append("all targets met" if r["all_targets_met"] else "targets missed (see above)")
     return "\n".join(lines)
+
+
+def per_grade_lines(heads: Dict[str, Dict[str, object]]) -> list:
+    """Each head's recall per grade with its number of crops, and the grades too rare to trust."""
+    from ..names import HEADS
+
+    lines = [f"recall per grade (crops); balanced accuracy is the mean over the grades present, "
+             f"* = fewer than {FEW_CROPS} crops:"]
+    few = []
+    for h, m in heads.items():
+        if "recall" not in m:
+            continue
+        cells = []
+        for g, rec, n in zip(HEADS[h], m["recall"], m["support"]):
+            if n == 0:
+                cells.append(f"{g}: -")
+                continue
+            cells.append(f"{g}: {rec:.2f} ({n}{'*' if n < FEW_CROPS else ''})")
+            if n < FEW_CROPS:
+                few.append(f"{h} grade {g} ({n} crop{'s' if n > 1 else ''})")
+        lines.append(f"{h:<32}" + "  ".join(cells))
+    if few:
+        lines.append("balanced accuracy rests on a handful of crops for: " + ", ".join(few))
+    return lines
 
 
 def evaluate_grading_command(args: argparse.Namespace) -> int:

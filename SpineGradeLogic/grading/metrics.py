@@ -22,6 +22,16 @@ def balanced_accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
     return float(np.mean([np.mean(p[t == c] == c) for c in classes]))
 
 
+def recall_per_class(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> Tuple[list, list]:
+    """``(recall, support)`` per class 0..K-1: the share of each class's rows predicted as it (NaN for
+    a class with no rows) and how many rows it has. Balanced accuracy is the mean of the recalls that
+    exist, so a class of two rows weighs as much as one of two thousand; the support says when."""
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    support = [int((t == c).sum()) for c in range(n_classes)]
+    recall = [float(np.mean(p[t == c] == c)) if n else float("nan") for c, n in enumerate(support)]
+    return recall, support
+
+
 def balanced_accuracy_interval(y_true: Sequence[int], y_pred: Sequence[int], groups: Sequence,
                                n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> Tuple[float, float]:
     """Percentile bootstrap interval of :func:`balanced_accuracy`, resampling whole ``groups``.
@@ -167,7 +177,8 @@ def rsna_weighted_log_loss(probs: Mapping[str, np.ndarray], truth: Mapping[str, 
 
 def head_metrics(probs: Mapping[str, np.ndarray], targets: np.ndarray,
                  heads: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
-    """Per head: balanced accuracy, QWK, ECE, NLL, accuracy and the number of rows.
+    """Per head: balanced accuracy, QWK, ECE, NLL, accuracy, the number of rows, and each grade's
+    recall and number of rows (``recall``, ``support``; lists in the head's class order).
 
     ``targets`` is ``[N, 13]`` class indices in ``HEAD_NAMES`` order (-1 = unknown, skipped).
     """
@@ -178,6 +189,7 @@ def head_metrics(probs: Mapping[str, np.ndarray], targets: np.ndarray,
         m = t >= 0
         p, t = np.asarray(probs[h])[m], t[m]
         pred = p.argmax(1)
+        recall, support = recall_per_class(t, pred, len(HEADS[h]))
         out[h] = {
             "balanced_accuracy": balanced_accuracy(t, pred),
             "qwk": quadratic_weighted_kappa(t, pred, len(HEADS[h])),
@@ -185,5 +197,7 @@ def head_metrics(probs: Mapping[str, np.ndarray], targets: np.ndarray,
             "nll": nll(p, t) if len(t) else float("nan"),
             "accuracy": float((pred == t).mean()) if len(t) else float("nan"),
             "n": int(len(t)),
+            "recall": recall,
+            "support": support,
         }
     return out

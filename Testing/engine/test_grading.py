@@ -20,7 +20,8 @@ from SpineGradeLogic.grading.heads import (
 )
 from SpineGradeLogic.grading.loss import grading_loss
 from SpineGradeLogic.grading.metrics import (
-    balanced_accuracy, balanced_accuracy_interval, expected_calibration_error, quadratic_weighted_kappa, rsna_weighted_log_loss,
+    balanced_accuracy, balanced_accuracy_interval, expected_calibration_error, head_metrics, quadratic_weighted_kappa,
+    recall_per_class, rsna_weighted_log_loss,
 )
 from SpineGradeLogic.grading.network import CROP_SHAPE, GradingNet, build_network
 from SpineGradeLogic.names import HEAD_NAMES, HEADS
@@ -75,6 +76,30 @@ def test_temperature_keeps_order_and_sums():
 def test_balanced_accuracy_by_hand():
     assert balanced_accuracy([0, 0, 0, 1], [0, 0, 1, 1]) == pytest.approx((2 / 3 + 1) / 2)
     assert balanced_accuracy([2, 2, 0], [2, 0, 0]) == pytest.approx((1 + 0.5) / 2)
+
+
+def test_recall_per_grade_and_its_support_explain_balanced_accuracy():
+    t, p = [0, 0, 0, 1, 1, 3], [0, 1, 0, 1, 1, 2]
+    recall, support = recall_per_class(t, p, 4)
+    assert support == [3, 2, 0, 1]
+    assert recall[:2] == pytest.approx([2 / 3, 1.0]) and np.isnan(recall[2]) and recall[3] == 0.0
+    assert np.nanmean(recall) == pytest.approx(balanced_accuracy(t, p))
+    # one head through head_metrics and the evaluation report: grades named by value, rare ones flagged
+    from SpineGradeLogic.grading.evaluate import per_grade_lines
+
+    probs = {"disc_narrowing": np.eye(4)[p]}
+    targets = np.full((6, len(HEAD_NAMES)), -1)
+    targets[:, HEAD_NAMES.index("disc_narrowing")] = t
+    m = head_metrics(probs, targets)
+    assert m["disc_narrowing"]["support"] == support
+    text = "\n".join(per_grade_lines(m))
+    assert "0: 0.67 (3*)" in text and "2: -" in text and "3: 0.00 (1*)" in text
+    assert "disc_narrowing grade 3 (1 crop)" in text and "disc_narrowing grade 2" not in text
+    pf = {"pfirrmann": np.eye(5)[np.zeros(12, int)]}
+    targets = np.full((12, len(HEAD_NAMES)), -1)
+    targets[:, HEAD_NAMES.index("pfirrmann")] = 0
+    text = "\n".join(per_grade_lines(head_metrics(pf, targets)))
+    assert "1: 1.00 (12)" in text and "handful" not in text  # Pfirrmann's grades start at 1
 
 
 def test_balanced_accuracy_interval_resamples_cases_not_crops():
