@@ -213,6 +213,27 @@ def test_crop_cache_round_trip(tmp_path):
     assert len(load_prepared([tmp_path], "calibration")) == 0
 
 
+def test_loading_many_caches_keeps_every_field_in_file_order(tmp_path):
+    from dataclasses import replace
+
+    from SpineGradeLogic.errors import DatasetError
+
+    a, b = _toy_crops(5, seed=1), _toy_crops(3, seed=2)
+    rng = np.random.default_rng(3)
+    b = replace(b, axial=rng.integers(0, 60, b.image.shape).astype(np.uint8), level=np.array(["L5/S1"] * 3),
+                measures=rng.random((3, a.measures.shape[1])).astype(np.float32))
+    a.save(tmp_path / "one" / "grading-train-1.npz")
+    b.save(tmp_path / "two" / "grading-train-2.npz")
+    both = load_prepared([tmp_path / "one", tmp_path / "two"], "train")
+    ref = CropSet.concat([a, b])
+    for f in CropSet.FIELDS:
+        np.testing.assert_array_equal(getattr(both, f), getattr(ref, f), err_msg=f)
+    assert both.has_axial.tolist() == [False] * 5 + [True] * 3
+    (tmp_path / "two" / "grading-train-3.npz").write_bytes(b"truncated")
+    with pytest.raises(DatasetError, match="grading-train-3.npz"):
+        load_prepared([tmp_path / "one", tmp_path / "two"], "train")
+
+
 def test_normalise_crop_scale():
     a = np.linspace(0, 200, 24 * 80 * 64, dtype=np.float32).reshape(CROP_SHAPE)
     x = normalise_crop(a)
