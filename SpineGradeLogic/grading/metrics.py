@@ -23,12 +23,13 @@ def balanced_accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
 
 
 def recall_per_class(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> Tuple[list, list]:
-    """``(recall, support)`` per class 0..K-1: the share of each class's rows predicted as it (NaN for
-    a class with no rows) and how many rows it has. Balanced accuracy is the mean of the recalls that
-    exist, so a class of two rows weighs as much as one of two thousand; the support says when."""
+    """``(recall, support)`` per class 0..K-1: the share of each class's rows predicted as it (None for
+    a class with no rows: the lists go into JSON, which has no NaN) and how many rows it has. Balanced
+    accuracy is the mean of the recalls that exist, so a class of two rows weighs as much as one of
+    two thousand; the support says when."""
     t, p = np.asarray(y_true), np.asarray(y_pred)
     support = [int((t == c).sum()) for c in range(n_classes)]
-    recall = [float(np.mean(p[t == c] == c)) if n else float("nan") for c, n in enumerate(support)]
+    recall = [float(np.mean(p[t == c] == c)) if n else None for c, n in enumerate(support)]
     return recall, support
 
 
