@@ -154,8 +154,6 @@ def per_grade_lines(heads: Dict[str, Dict[str, object]]) -> list:
              f"* = fewer than {FEW_CROPS} crops:"]
     few = []
     for h, m in heads.items():
-        if "recall" not in m:
-            continue
         cells = []
         for g, rec, n in zip(HEADS[h], m["recall"], m["support"]):
             if n == 0:
