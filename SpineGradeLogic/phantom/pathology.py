@@ -11,6 +11,15 @@ from .config import LevelPathology, PhantomConfig
 
 SIDES = ("central", "left", "right", "foraminal_left", "foraminal_right")
 
+# Severity ranges of the random draw (mm unless said). They reach the severe grades: a disc down to
+# 12 % of its height (narrowing 3 below 35 %), herniations and ligamentum flavum thick enough, with
+# facets, to take more than two thirds of the dural sac or a foramen (stenosis 3).
+HEIGHT_RATIO_DRAW = (0.15, 1.05)  # plus 0.3 x hydration, clipped to HEIGHT_RATIO_MIN..1
+HEIGHT_RATIO_MIN = 0.12
+HERNIATION_MM = (2.0, 12.0)
+FLAVUM_MM = (3.5, 8.5)
+FACET_MM = (1.0, 8.0)
+
 
 @dataclass
 class DiscPathology:
@@ -60,13 +69,13 @@ def draw_pathology(rng: np.random.Generator, levels: List[str], config: PhantomC
         if r[0] < config.degeneration * w:
             # Pfirrmann 2-5: dehydration, often with height loss
             p.hydration = float(rng.uniform(0.05, 0.8))
-            p.height_ratio = float(np.clip(rng.uniform(0.3, 1.05) + 0.3 * p.hydration, 0.25, 1.0))
+            p.height_ratio = float(np.clip(rng.uniform(*HEIGHT_RATIO_DRAW) + 0.3 * p.hydration, HEIGHT_RATIO_MIN, 1.0))
         else:
             rng.uniform(size=2)
         if r[1] < config.bulge * w:
             p.bulge_mm = float(rng.uniform(1.0, 4.0))
         if r[2] < config.herniation * w:
-            p.herniation_mm = float(rng.uniform(2.0, 9.0))
+            p.herniation_mm = float(rng.uniform(*HERNIATION_MM))
             p.herniation_side = str(rng.choice(SIDES, p=[0.35, 0.2, 0.2, 0.125, 0.125]))
             p.herniation_width_mm = float(rng.uniform(8.0, 16.0))
         else:
@@ -80,11 +89,11 @@ def draw_pathology(rng: np.random.Generator, levels: List[str], config: PhantomC
         if r[6] < config.modic * w:
             p.modic = int(rng.choice([1, 2, 3], p=[0.3, 0.6, 0.1]))
         if r[7] < config.flavum * w:
-            p.flavum_mm = float(rng.uniform(3.5, 7.0))
+            p.flavum_mm = float(rng.uniform(*FLAVUM_MM))
         if r[8] < config.facet * w:
-            p.facet_left_mm = float(rng.uniform(1.0, 6.0))
+            p.facet_left_mm = float(rng.uniform(*FACET_MM))
         if r[9] < config.facet * w:
-            p.facet_right_mm = float(rng.uniform(1.0, 6.0))
+            p.facet_right_mm = float(rng.uniform(*FACET_MM))
         forced = config.levels.get(level)
         if forced is not None:
             for f in fields(LevelPathology):

@@ -29,6 +29,19 @@ def test_shrinking_a_disc_raises_narrowing():
     assert _grades("L4/L5", height_ratio=0.4)[0]["pfirrmann"] >= 4  # a collapsed-ish disc is not grade 1
 
 
+def test_the_random_draw_reaches_every_severe_grade():
+    """A grader trained on the generator can only learn the severe grades if the draw makes them;
+    the draw before 2026-12 made them on 0-2 of these levels (narrowing 1, canal 2, foramina 0/1)."""
+    cfg = PhantomConfig.small(degeneration=1.0, herniation=0.6, flavum=0.8, facet=0.8)
+    severe = dict.fromkeys(("disc_narrowing", "central_canal_stenosis", "foraminal_stenosis_left",
+                            "foraminal_stenosis_right"), 0)
+    for seed in range(16):
+        for grades, _ in build_anatomy(seed, "lumbar", cfg).graded.values():
+            for h in severe:
+                severe[h] += grades[h].grade == 3
+    assert min(severe.values()) >= 4, severe
+
+
 def test_a_larger_herniation_raises_canal_stenosis():
     grades = [_grades("L4/L5", herniation_mm=d, herniation_side="central", herniation_width_mm=16)[0]
               for d in (0.0, 3.0, 6.0, 10.0)]
