@@ -121,6 +121,8 @@ class SpineGradeParameterNode:
     inputVolume - the sagittal spine MRI to grade.
     axialVolume - the same study's axial T2 series (optional; the grading model reads it at each level).
     heads - grading heads to run, comma separated ("all" for every head).
+    sensitivity - operating point of the grade shown, 0-1: 0 the most probable grade; higher values call
+        the uncommon (mild to severe) grades more often. The probabilities do not change.
     saliencyMode - default (the most abnormal head per level), all heads, or none.
     saliencyMethod - auto (per head the best-localising method: ig or smoothgrad), gradcam, ig
         (Integrated Gradients), smoothgrad or occlusion.
@@ -133,6 +135,7 @@ class SpineGradeParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     axialVolume: vtkMRMLScalarVolumeNode  # may stay empty (None): grade from the sagittal alone
     heads: str = "all"
+    sensitivity: Annotated[float, WithinRange(0.0, 1.0)] = 0.0
     saliencyMode: Annotated[str, Choice(["default", "all", "none"])] = "default"
     saliencyMethod: Annotated[str, Choice(list(METHODS))] = DEFAULT_METHOD
     useGPU: bool = False
@@ -344,7 +347,8 @@ class SpineGradeLogic(ScriptedLoadableModuleLogic):
         heads = None if p.heads in ("", "all") else [h.strip() for h in p.heads.split(",") if h.strip()]
         bundles = str(p.modelBundlePath) if p.modelBundlePath and str(p.modelBundlePath) not in ("", ".") else None
         return dict(heads=heads, saliency=p.saliencyMode, saliency_methods=[p.saliencyMethod],
-                    device="cuda" if p.useGPU else "cpu", models_dir=bundles, axial_node=p.axialVolume)
+                    device="cuda" if p.useGPU else "cpu", models_dir=bundles, axial_node=p.axialVolume,
+                    sensitivity=p.sensitivity)
 
     def start(self, volumeNode, workDir=None, **options):
         """Start the engine in the background; returns (EngineProcess, RunRequest)."""
@@ -356,8 +360,9 @@ class SpineGradeLogic(ScriptedLoadableModuleLogic):
         return processing.load(slicer.mrmlScene, Path(resultDir), volumeNode, study)
 
     def process(self, volumeNode, heads=None, saliency="default", saliencyMethods=(DEFAULT_METHOD,), device="cpu",
-                modelsDir=None, workDir=None, showProgress=True, axialVolumeNode=None):
-        """Grade ``volumeNode`` (with the study's axial T2 ``axialVolumeNode`` where given) and return
+                modelsDir=None, workDir=None, showProgress=True, axialVolumeNode=None, sensitivity=0.0):
+        """Grade ``volumeNode`` (with the study's axial T2 ``axialVolumeNode`` where given; ``sensitivity``
+        the operating point of the grade shown, 0 the most probable) and return
         the nodes (a ``StudyNodes``: segmentation, vertebrae,
         discs (level -> ROI), table, saliency (key -> volume), result). Blocks until done."""
         dialog = slicer.util.createProgressDialog(labelText=_("SpineGrade"), maximum=100) if showProgress else None
@@ -371,7 +376,8 @@ class SpineGradeLogic(ScriptedLoadableModuleLogic):
 
         try:
             return processing.process(slicer.mrmlScene, volumeNode, workDir, heads, saliency, saliencyMethods,
-                                      device, models_dir=modelsDir, on_progress=onProgress, axial_node=axialVolumeNode)
+                                      device, models_dir=modelsDir, on_progress=onProgress, axial_node=axialVolumeNode,
+                                      sensitivity=sensitivity)
         finally:
             if dialog is not None:
                 dialog.close()
@@ -381,7 +387,7 @@ class SpineGradeLogic(ScriptedLoadableModuleLogic):
 
         The engine (``spinegrade regrade`` in a background process) renames the vertebrae, places the
         disc levels again, grades them and makes the saliency maps on the input image; ``options``
-        are :meth:`runOptions`' (heads, saliency, saliency_methods, device, models_dir)."""
+        are :meth:`runOptions`' (heads, sensitivity, saliency, saliency_methods, device, models_dir)."""
         folder = Path(slicer.mrmlScene.GetSubjectHierarchyNode().GetItemAttribute(
             nodes.folder_item, "SpineGrade.ResultFolder"))
         dialog = slicer.util.createProgressDialog(labelText=_("SpineGrade: re-grading"), maximum=100) if showProgress else None

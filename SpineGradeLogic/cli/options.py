@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
+from ..grading.decision import check_sensitivity
 from ..names import HEAD_NAMES
 from ..pipeline import RunOptions
 from ..saliency.methods import DEFAULT_METHOD, METHODS
@@ -22,6 +23,10 @@ def add_run_options(p: argparse.ArgumentParser, series: bool = True) -> None:
     g.add_argument("--sequence", choices=["T1", "T2", "STIR"], help="the sequence, where headers or file name do not tell it")
     g.add_argument("--no-axial", action="store_true", help="grade from the sagittal series alone")
     g.add_argument("--heads", nargs="+", metavar="HEAD", choices=HEAD_NAMES, help="grading heads to run (default: all)")
+    g.add_argument("--sensitivity", type=_sensitivity, default=0.0, metavar="S",
+                   help="operating point of the grade shown, 0-1: 0 (default) the most probable grade; higher values "
+                        "call the uncommon (mild, moderate, severe) grades more often, 1 weighs every grade as if all "
+                        "were equally common. The probabilities do not change")
     g.add_argument("--saliency", choices=["default", "all", "none"], default="default",
                    help="default: one map per level for its most abnormal head; all: every head; none")
     g.add_argument("--saliency-method", nargs="+", choices=list(METHODS), default=[DEFAULT_METHOD],
@@ -30,6 +35,13 @@ def add_run_options(p: argparse.ArgumentParser, series: bool = True) -> None:
     g.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     g.add_argument("--bundle", action="append", default=[], metavar="NAME=PATH",
                    help="use the model bundle at PATH for model NAME (repeatable)")
+
+
+def _sensitivity(text: str) -> float:
+    try:
+        return check_sensitivity(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:
@@ -50,4 +62,5 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         bundles=bundles,
         axial=getattr(args, "axial", None),
         use_axial=not getattr(args, "no_axial", False),
+        sensitivity=getattr(args, "sensitivity", 0.0),
     )

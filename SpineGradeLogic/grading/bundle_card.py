@@ -7,6 +7,7 @@ from typing import Any, Dict
 from ..names import HEAD_NAMES, HEADS
 from .heads import ORDINAL_HEADS, OUTPUT_SLICES
 from .data import INPUT_CHANNELS
+from .decision import held_out_counts
 from .network import CROP_SHAPE, GRADCAM_LAYER, NETWORK_KWARGS
 
 CHANNEL_DEF = {
@@ -42,6 +43,8 @@ def grading_metadata(version: str, changelog: str, temperatures: Dict[str, float
             "heads": {h: list(HEADS[h]) for h in HEAD_NAMES},
             "ordinal_heads": list(ORDINAL_HEADS),
             "temperatures": dict(temperatures),
+            # the held-out crops per grade: the priors of the sensitivity operating point (grading/decision.py)
+            "grade_counts": held_out_counts({"training": record}),
             "gradcam_layer": GRADCAM_LAYER,
             "input_channels": list(channels),
             "crop": {"shape": list(CROP_SHAPE), "spacing_mm": [2.0, 1.0, 1.0], "normalisation": "99th percentile inside the field of view"},

@@ -7,7 +7,10 @@ kappa, expected calibration error (with the bundle's temperatures, and without t
 and the RSNA 2024 weighted log loss on the heads it covers; checks the issue's targets (balanced
 accuracy >= 0.85 on every head, >= 0.90 on Pfirrmann, narrowing and central canal stenosis;
 ECE <= 0.05). For a model that reads the axial T2, the crops that have one are also graded with it
-hidden (``by_axial``): what the axial series adds, measured on the same levels.
+hidden (``by_axial``): what the axial series adds, measured on the same levels. The grade shown at
+other operating points (``--sensitivity`` of the pipeline, grading/decision.py) is scored too
+(``operating_points``): balanced accuracy, plain accuracy and per-grade recall at each of
+``SENSITIVITIES``; the probabilities, and so ECE and the log losses, do not depend on it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ TARGET_BACC_KEY = 0.90
 KEY_HEADS = ("pfirrmann", "disc_narrowing", "central_canal_stenosis")
 TARGET_ECE = 0.05
 FEW_CROPS = 10  # a grade held by fewer crops than this moves a head's balanced accuracy by several points a crop
+SENSITIVITIES = (0.0, 0.5, 1.0)  # operating points scored beside the default (0)
 
 
 def register_evaluate(subparsers) -> None:
@@ -68,13 +72,14 @@ def evaluate_bundle(bundle: Path, crops, device: str = "cpu") -> Dict[str, objec
         by_contrast[c] = {h: {"balanced_accuracy": v["balanced_accuracy"], "ece": v["ece"], "n": v["n"]}
                           for h, v in sub["heads"].items()}
     by_axial = axial_effect(grader, crops, raw)
+    points = operating_points(grader, raw, crops)
     checks = {}
     for h, m in calibrated["heads"].items():
         need = TARGET_BACC_KEY if h in KEY_HEADS else TARGET_BACC
         checks[h] = {"balanced_accuracy_ok": bool(m["balanced_accuracy"] >= need), "ece_ok": bool(m["ece"] <= TARGET_ECE)}
     return {"bundle": str(bundle), "crops": len(crops), "cases": int(len(np.unique(crops.case))),
             "calibrated": calibrated, "uncalibrated": uncalibrated, "by_contrast": by_contrast, "by_axial": by_axial,
-            "targets": checks,
+            "operating_points": points, "targets": checks,
             "all_targets_met": all(all(c.values()) for c in checks.values())}
 
 
@@ -89,6 +94,50 @@ def add_intervals(figures: Dict[str, object], raw, crops, temperatures) -> None:
         t = crops.targets[:, HEAD_NAMES.index(h)]
         ok = t >= 0
         m["balanced_accuracy_ci"] = list(balanced_accuracy_interval(t[ok], probs[h][ok].argmax(1), crops.case[ok]))
+
+
+def operating_points(grader, raw, crops, sensitivities: Sequence[float] = SENSITIVITIES) -> Dict[str, object]:
+    """Per sensitivity (its text as key) and head: balanced accuracy, accuracy and per-grade recall of
+    the grade shown at that operating point, with the bundle's priors ({} for a bundle without)."""
+    from ..names import HEAD_NAMES, HEADS
+    from .decision import decide, decision_weights
+    from .heads import probabilities
+    from .metrics import balanced_accuracy, recall_per_class
+
+    if not grader.priors:
+        return {}
+    probs = probabilities(raw, grader.temperatures)
+    out = {}
+    for s in sensitivities:
+        weights = decision_weights(grader.priors, s)
+        heads = {}
+        for h, p in probs.items():
+            t = crops.targets[:, HEAD_NAMES.index(h)]
+            ok = t >= 0
+            if not ok.any():
+                continue
+            pred = decide(np.asarray(p)[ok], weights.get(h))
+            heads[h] = {"balanced_accuracy": balanced_accuracy(t[ok], pred), "accuracy": float((pred == t[ok]).mean()),
+                        "recall": recall_per_class(t[ok], pred, len(HEADS[h]))[0]}
+        out[f"{s:g}"] = {"heads": heads,
+                         "mean_balanced_accuracy": float(np.mean([v["balanced_accuracy"] for v in heads.values()])),
+                         "mean_accuracy": float(np.mean([v["accuracy"] for v in heads.values()]))}
+    return out
+
+
+def operating_point_lines(points: Dict[str, object]) -> list:
+    """The balanced and plain accuracy of the grade shown at each scored sensitivity."""
+    if len(points) < 2:
+        return []
+    ss = list(points)
+    lines = ["the grade shown at other operating points (--sensitivity; balanced accuracy / accuracy):",
+             f"{'head':<32}" + "".join(f"{'s=' + s:>14}" for s in ss)]
+    for h in points[ss[0]]["heads"]:
+        lines.append(f"{h:<32}" + "".join(
+            f"{points[s]['heads'][h]['balanced_accuracy']:>8.3f} /{points[s]['heads'][h]['accuracy']:.2f}" for s in ss))
+    lines.append(f"{'mean':<32}" + "".join(
+        f"{points[s]['mean_balanced_accuracy']:>8.3f} /{points[s]['mean_accuracy']:.2f}" for s in ss))
+    return lines
 
 
 def axial_effect(grader, crops, raw) -> Optional[Dict[str, object]]:
@@ -136,6 +185,7 @@ def format_report(r: Dict[str, object]) -> str:
         for h, v in ax["with_axial"].items():
             lines.append(f"{h:<32}{v['balanced_accuracy']:>9.3f}{ax['sagittal_only'][h]['balanced_accuracy']:>9.3f}")
         lines.append(f"{'RSNA 2024 weighted log loss':<32}{ax['rsna']['with_axial']:>9.3f}{ax['rsna']['sagittal_only']:>9.3f}")
+    lines += operating_point_lines(r.get("operating_points") or {})
     rs = r["calibrated"]["rsna"]
     lines.append("RSNA 2024 weighted log loss: " + ", ".join(f"{k} {v:.3f}" for k, v in rs.items()))
     nll = r["calibrated"].get("set_nll", {})

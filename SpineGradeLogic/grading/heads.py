@@ -121,11 +121,12 @@ def most_abnormal_head(probs: Mapping[str, np.ndarray], heads: Optional[Sequence
     return heads[int(np.argmax(scores))]
 
 
-def evidence_class(head: str, probs: np.ndarray) -> int:
-    """The class index a saliency map explains: the predicted grade, or, where the prediction is a
-    normal class, the most probable abnormal one (the map then shows where abnormality was looked for)."""
+def evidence_class(head: str, probs: np.ndarray, shown: Optional[int] = None) -> int:
+    """The class index a saliency map explains: the grade shown (class index ``shown``; by default the
+    most probable), or, where that is a normal class, the most probable abnormal one (the map then
+    shows where abnormality was looked for)."""
     p = np.asarray(probs, float)
-    top = int(np.argmax(p))
+    top = int(np.argmax(p)) if shown is None else int(shown)
     classes = HEADS[head]
     if classes[top] not in NORMAL_CLASSES[head]:
         return top

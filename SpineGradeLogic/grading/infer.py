@@ -1,8 +1,9 @@
-"""Grading at inference: a bundle's network + its temperatures applied to disc crops."""
+"""Grading at inference: a bundle's network + its temperatures applied to disc crops; the grade shown
+is chosen at the run's operating point (``sensitivity``, grading/decision.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -14,6 +15,7 @@ from ..models.bundle import LoadedModel, load_bundle
 from ..names import HEAD_NAMES
 from ..results.model import Grade
 from .calibration import check_temperatures
+from .decision import check_sensitivity, decide, decision_weights, grade_priors, held_out_counts
 from .data import axial_input, normalise_crop
 from .heads import probabilities
 from .network import CROP_SHAPE, GRADCAM_LAYER, input_channels
@@ -21,10 +23,12 @@ from .network import CROP_SHAPE, GRADCAM_LAYER, input_channels
 
 @dataclass
 class Grader:
-    """A loaded grading model with its per-head temperatures."""
+    """A loaded grading model with its per-head temperatures and the grade shares of its held-out
+    crops (``priors``: head -> [K], the operating point's priors; empty for a bundle without them)."""
 
     model: LoadedModel
     temperatures: Dict[str, float]
+    priors: Dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Union[str, Path], device: str = "cpu") -> "Grader":
@@ -32,9 +36,14 @@ class Grader:
         sg = model.metadata.get("spinegrade", {})
         try:
             temps = check_temperatures(sg.get("temperatures", {}))
+            priors = grade_priors(held_out_counts(sg))
         except ValueError as e:
             raise ModelError(f"model bundle {path}: {e}") from e
-        return cls(model, temps)
+        return cls(model, temps, priors)
+
+    def missing_priors(self, heads: Sequence[str]) -> List[str]:
+        """Of ``heads``, those this bundle has no grade shares for (graded at their most probable grade)."""
+        return [h for h in heads if h not in self.priors]
 
     @property
     def network(self) -> torch.nn.Module:
@@ -85,9 +94,12 @@ class Grader:
         return [{h: p[i] for h, p in probs.items()} for i in range(x.shape[0])]
 
     def grade(self, crops: Sequence, heads: Optional[Sequence[str]] = None,
-              axial: Optional[Sequence] = None) -> List[Dict[str, Grade]]:
-        """head -> :class:`Grade` per crop (``axial``: see :meth:`input_tensor`)."""
+              axial: Optional[Sequence] = None, sensitivity: float = 0.0) -> List[Dict[str, Grade]]:
+        """head -> :class:`Grade` per crop (``axial``: see :meth:`input_tensor`). ``sensitivity`` (0-1) is
+        the operating point (grading/decision.py): 0 shows each head's most probable grade; heads
+        without priors (:meth:`missing_priors`) always do."""
         if not crops:
             return []
+        weights = decision_weights(self.priors, check_sensitivity(sensitivity)) if sensitivity else {}
         out = self.predict(self.input_tensor(crops, axial), heads)
-        return [{h: Grade.from_probabilities(h, p) for h, p in d.items()} for d in out]
+        return [{h: Grade.from_probabilities(h, p, int(decide(p, weights.get(h)))) for h, p in d.items()} for d in out]

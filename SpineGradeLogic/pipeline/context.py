@@ -29,6 +29,7 @@ class RunOptions:
     bundles: Dict[str, Path] = field(default_factory=dict)  # model name -> bundle folder override
     axial: Optional[Path] = None  # the axial T2 series (file or DICOM folder); None: the study's own, if any
     use_axial: bool = True  # False: grade from the sagittal series alone
+    sensitivity: float = 0.0  # operating point of the grade shown, 0-1 (grading/decision.py); 0: most probable
 
 
 @dataclass

@@ -17,9 +17,13 @@ graded disc records the share of its crop the axial slices cover (``disc.extra["
 with ``RunOptions.use_axial`` off, levels are graded from the sagittal crop alone. An axial series
 that cannot be read is a warning, never a failed run.
 
+The grade shown is chosen at ``RunOptions.sensitivity`` (``grading/decision.py``; 0, the default, is the
+most probable grade; the probabilities do not depend on it); ``result.extra["grading"]["sensitivity"]``
+records it, and heads the bundle has no grade shares for keep their most probable grade, with a warning.
+
 Saliency (``RunOptions.saliency``): ``"default"`` makes one map per level, for the level's most
 abnormal head (highest probability of a non-normal class; Pfirrmann 1-2 count as normal), explaining
-the predicted grade or, where that is normal, the most probable abnormal grade; ``"all"`` makes one
+the grade shown or, where that is normal, the most probable abnormal grade; ``"all"`` makes one
 per requested head; ``"none"`` makes none. ``RunOptions.saliency_methods`` lists the methods (``saliency/methods.py``;
 ``auto``, the default, is IG for the signal heads and SmoothGrad for the others; the first one's map is
 ``disc.saliency[head]``, others ``disc.saliency["head:method"]``, always by concrete method name). Heatmaps go to
@@ -118,6 +122,12 @@ class GradingStage(Stage):
         from ..discs.crop import CropSampler
 
         heads = _heads(ctx)
+        sensitivity = ctx.options.sensitivity
+        ctx.result.extra["grading"] = {"sensitivity": sensitivity}
+        unweighted = grader.missing_priors(heads) if sensitivity else []
+        if unweighted:
+            ctx.warn(f"disc grading: the grading model has no held-out grade shares for {', '.join(unweighted)}; "
+                     f"those heads show their most probable grade, not one at sensitivity {sensitivity:g}")
         axial = axial_for(ctx, grader)
         sagittal = CropSampler(ctx.study.volume)
         axial_sampler = CropSampler(axial.volume) if axial is not None else None
@@ -142,7 +152,7 @@ class GradingStage(Stage):
         axial_crops: Dict[str, object] = {}
         for i in range(0, len(kept), BATCH):
             part = kept[i:i + BATCH]
-            graded = grader.grade([c for _, c, _ in part], heads, [a for _, _, a in part])
+            graded = grader.grade([c for _, c, _ in part], heads, [a for _, _, a in part], sensitivity)
             for (loc, crop, ax_crop), grades in zip(part, graded):
                 disc = ctx.result.disc(loc.level)
                 if disc is None:
@@ -193,7 +203,7 @@ class SaliencyStage(Stage):
             probs = {h: np.asarray(g.probabilities) for h, g in disc.grades.items()}
             x = grader.input_tensor([crop], [(ctx.artifacts.get("axial_crops") or {}).get(level)])
             for head in heads_for_level(probs, mode, list(probs)):
-                cls = evidence_class(head, probs[head])
+                cls = evidence_class(head, probs[head], HEADS[head].index(disc.grades[head].grade))
                 # `auto` names the concrete method (ig / smoothgrad) in the file and the key
                 for k, method in enumerate(concrete_methods(methods, head)):
                     m = saliency_map(method, grader.network, x, head, cls, grader.temperatures.get(head, 1.0),

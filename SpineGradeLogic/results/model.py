@@ -70,14 +70,19 @@ class Grade:
             raise ValueError(f"grade {self.grade} is not one of the classes {self.classes}")
 
     @classmethod
-    def from_probabilities(cls, head: str, probabilities: Sequence[float]) -> "Grade":
-        """The grade of ``head`` whose class has the highest probability."""
+    def from_probabilities(cls, head: str, probabilities: Sequence[float], index: Optional[int] = None) -> "Grade":
+        """The grade of ``head`` whose class has the highest probability, or the class at ``index``
+        (a decision taken at another operating point, ``grading/decision.py``)."""
         classes = list(HEADS[head])
         p = np.clip(np.asarray(probabilities, dtype=float), 0.0, 1.0)
         if p.shape != (len(classes),):
             raise ValueError(f"{head} needs {len(classes)} probabilities, got {p.shape}")
         p = p / p.sum() if p.sum() > 0 else np.full_like(p, 1.0 / len(p))
-        return cls(classes[int(np.argmax(p))], classes, p.tolist())
+        if index is None:
+            index = int(np.argmax(p))
+        elif not 0 <= int(index) < len(classes):
+            raise ValueError(f"{head} has {len(classes)} classes, not a class index {index}")
+        return cls(classes[int(index)], classes, p.tolist())
 
     @classmethod
     def certain(cls, head: str, grade: int) -> "Grade":

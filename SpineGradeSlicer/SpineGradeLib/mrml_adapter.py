@@ -409,8 +409,11 @@ def add_table(scene, result: StudyResult, name: str):
             prob = g.probabilities[g.classes.index(g.grade)] if g else math.nan
             table.SetValue(r, 1 + 2 * c, vtk.vtkVariant(int(grade)))
             table.SetValue(r, 2 + 2 * c, vtk.vtkVariant(float(prob)))
+    sensitivity = float((result.extra.get("grading") or {}).get("sensitivity") or 0.0)
+    node.SetAttribute("SpineGrade.Sensitivity", f"{sensitivity:g}")  # the operating point the grades were shown at
+    shown = "most probable grade" if sensitivity == 0 else f"grade shown at sensitivity {sensitivity:g}"
     for h in heads:
-        node.SetColumnDescription(h, f"{h} grade (classes {list(HEADS.get(h, ()))}; -1: not graded)")
+        node.SetColumnDescription(h, f"{h} {shown} (classes {list(HEADS.get(h, ()))}; -1: not graded)")
         node.SetColumnDescription(f"{h} p", f"probability of the {h} grade")
     node.SetUseColumnTitleAsColumnHeader(True)
     node.SetLocked(True)

@@ -35,7 +35,7 @@ def default_work_dir(volume_node) -> Path:
 def make_request(volume_node, work_dir: Optional[Path] = None, heads: Optional[Sequence[str]] = None,
                  saliency: str = "default", saliency_methods: Sequence[str] = ("auto",), device: str = "cpu",
                  bundles: Optional[Dict[str, Path]] = None, models_dir: Optional[Path] = None,
-                 axial_node=None) -> runner.RunRequest:
+                 axial_node=None, sensitivity: float = 0.0) -> runner.RunRequest:
     """Write the volume (and the study's axial T2 volume, if given) where the engine can read them
     and describe the run. Both keep their scene geometry, so the engine crops the axial series at
     every disc through world coordinates."""
@@ -44,7 +44,8 @@ def make_request(volume_node, work_dir: Optional[Path] = None, heads: Optional[S
     axial = write_volume_node(axial_node, work_dir / "input" / "axial.nii.gz") if axial_node is not None else None
     return runner.RunRequest(image, work_dir / "result", list(heads) if heads else None, saliency,
                              list(saliency_methods), device, dict(bundles or {}),
-                             models_dir=Path(models_dir) if models_dir else None, axial=axial)
+                             models_dir=Path(models_dir) if models_dir else None, axial=axial,
+                             sensitivity=float(sensitivity))
 
 
 def start(req: runner.RunRequest, python: Optional[str] = None) -> runner.EngineProcess:
@@ -64,10 +65,10 @@ def process(scene, volume_node, work_dir: Optional[Path] = None, heads: Optional
             bundles: Optional[Dict[str, Path]] = None, models_dir: Optional[Path] = None,
             python: Optional[str] = None,
             on_progress: Optional[Callable[[runner.Progress], None]] = None,
-            axial_node=None) -> mrml_adapter.StudyNodes:
-    """Run the engine on ``volume_node`` (blocking; ``axial_node`` the study's axial T2, optional)
-    and put its result in ``scene``."""
+            axial_node=None, sensitivity: float = 0.0) -> mrml_adapter.StudyNodes:
+    """Run the engine on ``volume_node`` (blocking; ``axial_node`` the study's axial T2, optional;
+    ``sensitivity`` the operating point of the grade shown) and put its result in ``scene``."""
     req = make_request(volume_node, work_dir, heads, saliency, saliency_methods, device, bundles, models_dir,
-                       axial_node)
+                       axial_node, sensitivity)
     runner.run_blocking(req, on_progress=on_progress, python=python)
     return load(scene, req.out_dir, volume_node)

@@ -113,7 +113,8 @@ def corrected_dir(folder: Path) -> Path:
 def build_regrade_command(folder: Path, renames: Dict[str, str], out_dir: Optional[Path] = None,
                           python: Optional[str] = None, heads: Optional[Sequence[str]] = None,
                           saliency: str = "default", saliency_methods: Sequence[str] = (DEFAULT_METHOD,),
-                          device: str = "cpu", bundles: Optional[Dict[str, Path]] = None) -> List[str]:
+                          device: str = "cpu", bundles: Optional[Dict[str, Path]] = None,
+                          sensitivity: float = 0.0) -> List[str]:
     """The argv of ``spinegrade regrade`` (no shell, so paths with spaces are safe)."""
     cmd = [python or runner.python_executable(), "-m", "SpineGradeLogic.cli", "regrade", str(folder)]
     for old, new in renames.items():
@@ -130,12 +131,16 @@ def build_regrade_command(folder: Path, renames: Dict[str, str], out_dir: Option
         cmd += ["--device", device]
     for name, path in sorted((bundles or {}).items()):
         cmd += ["--bundle", f"{name}={path}"]
+    if sensitivity:
+        cmd += ["--sensitivity", f"{sensitivity:g}"]
     return cmd
 
 
 def start_regrade(folder: Path, vertebra: str, new_label: str, out_dir: Optional[Path] = None,
-                  python: Optional[str] = None, models_dir: Optional[Path] = None, **options):
-    """The engine re-grading in the background: returns (EngineProcess, out_dir).
+                  python: Optional[str] = None, models_dir: Optional[Path] = None, axial_node=None, **options):
+    """The engine re-grading in the background: returns (EngineProcess, out_dir). ``options`` are the
+    panel's run options; ``axial_node`` is not written again: the re-grade reads the axial volume
+    the first run was given (``pipeline/regrade.py``).
 
     ``vertebra`` becomes ``new_label`` and its neighbours follow, the sacrum staying S1
     (:func:`sacrum_anchored_shift`); a name that cannot be given raises ValueError before anything

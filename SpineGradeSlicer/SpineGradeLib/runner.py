@@ -95,6 +95,7 @@ class RunRequest:
     sequence: Optional[str] = None
     models_dir: Optional[Path] = None  # a folder of model bundles (SPINEGRADE_MODELS for the engine)
     axial: Optional[Path] = None  # the study's axial T2 series, written beside the input
+    sensitivity: float = 0.0  # operating point of the grade shown (0: the most probable grade)
 
 
 def build_command(req: RunRequest, python: Optional[str] = None) -> List[str]:
@@ -114,6 +115,8 @@ def build_command(req: RunRequest, python: Optional[str] = None) -> List[str]:
         cmd += ["--sequence", req.sequence]
     if req.axial:
         cmd += ["--axial", str(req.axial)]
+    if req.sensitivity:
+        cmd += ["--sensitivity", f"{req.sensitivity:g}"]
     return cmd
 
 

@@ -48,6 +48,19 @@ def test_usage_error_is_exit_2(capsys):
     assert e.value.code == 2
 
 
+@pytest.mark.parametrize("command", ["run", "batch", "regrade"])
+def test_sensitivity_flag_reaches_the_run_options_and_outside_0_to_1_is_a_usage_error(command, capsys):
+    from SpineGradeLogic.cli import build_parser
+    from SpineGradeLogic.cli.options import run_options
+
+    argv = [command, "in", "--out", "o"] if command != "regrade" else [command, "res", "--rename", "L3=L2"]
+    assert run_options(build_parser().parse_args(argv)).sensitivity == 0.0
+    assert run_options(build_parser().parse_args(argv + ["--sensitivity", "0.5"])).sensitivity == 0.5
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(argv + ["--sensitivity", "1.5"])
+    assert e.value.code == 2 and "sensitivity must be between 0 and 1" in capsys.readouterr().err
+
+
 def test_info_lists_series_and_choice(tmp_path, capsys):
     sag = oblique_sagittal_volume(shape=(20, 20, 5))
     write_dicom_series(sag, tmp_path / "a", "SAG T1", 1, tr=500, te=10)

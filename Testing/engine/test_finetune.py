@@ -311,6 +311,12 @@ def test_evaluation_reports_each_contrast_apart(capsys):
         lo, hi = m["balanced_accuracy_ci"]
         assert lo <= m["balanced_accuracy"] <= hi
     assert "95% CI" in text
+    # the default operating point is the table's; the others are scored beside it
+    points = r["operating_points"]
+    assert list(points) == ["0", "0.5", "1"] and "other operating points" in text
+    for h, m in r["calibrated"]["heads"].items():
+        assert points["0"]["heads"][h]["balanced_accuracy"] == pytest.approx(m["balanced_accuracy"])
+        assert points["0"]["heads"][h]["accuracy"] == pytest.approx(m["accuracy"])
 
 
 @pytest.mark.skipif(SHIPPED is None, reason="the shipped grading bundle is not installed")

@@ -97,6 +97,11 @@ def test_grades_are_consistent():
     with pytest.raises(ValueError):
         Grade(7, [0, 1], [0.5, 0.5])
     assert Grade.certain("modic", 2).probabilities == [0, 0, 1, 0]
+    # a grade chosen at another operating point keeps every probability
+    g = Grade.from_probabilities("pfirrmann", [0.1, 0.2, 0.5, 0.1, 0.1], index=3)
+    assert g.grade == 4 and g.probabilities[2] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="class index 5"):
+        Grade.from_probabilities("pfirrmann", [0.1, 0.2, 0.5, 0.1, 0.1], index=5)
 
 
 def test_label_names_follow_design():

@@ -269,6 +269,65 @@ def test_all_heads_and_two_methods(tmp_path, tiny_bundle, methods, expected):
     assert len(ctx.heatmaps) == len(expected)
 
 
+@pytest.fixture(scope="module")
+def counted_bundle(tmp_path_factory):
+    """The tiny bundle with held-out grade counts in which every abnormal grade is rare."""
+    from SpineGradeLogic.grading.bundle_card import grading_metadata
+    from SpineGradeLogic.models.bundle import save_bundle
+    from SpineGradeLogic.names import HEADS
+
+    torch.manual_seed(0)
+    kwargs = dict(in_channels=1, channels=[4, 4, 8, 8], dropout=0.0)
+    path = tmp_path_factory.mktemp("bundles") / "spinegrade_grading"
+    record = {"held_out": {"calibrated": {"heads": {h: {"support": [1000] + [10] * (len(v) - 1)}
+                                                      for h, v in HEADS.items()}}}}
+    meta = grading_metadata("0.0.1", "test", {h: 1.5 for h in HEAD_NAMES}, record)
+    assert meta["spinegrade"]["grade_counts"]["modic"] == [1000, 10, 10, 10]
+    save_bundle(path, GradingNet(**kwargs), kwargs, meta, "# tiny untrained test bundle",
+                network_class_name="SpineGradeLogic.grading.network.GradingNet")
+    return path
+
+
+def test_sensitivity_chooses_the_grade_shown_and_the_evidence_explains_it(tmp_path, counted_bundle):
+    from SpineGradeLogic.grading.decision import decide, decision_weights
+    from SpineGradeLogic.grading.heads import NORMAL_CLASSES
+    from SpineGradeLogic.grading.infer import Grader
+    from SpineGradeLogic.names import HEADS
+    from SpineGradeLogic.pipeline.grading_stage import GradingStage, SaliencyStage
+
+    vol, centre = _volume_with_blob()
+    priors = Grader.load(counted_bundle).priors
+    shown, probs = {}, {}
+    for s in (0.0, 1.0):
+        ctx = _context(tmp_path / str(s), counted_bundle, [_location(centre)], vol, saliency="all",
+                       saliency_methods=["gradcam"], sensitivity=s)
+        GradingStage().run(ctx)
+        SaliencyStage().run(ctx)
+        assert ctx.result.extra["grading"] == {"sensitivity": s} and not ctx.result.warnings
+        disc = ctx.result.discs[0]
+        weights = decision_weights(priors, s)
+        for h, g in disc.grades.items():
+            assert HEADS[h].index(g.grade) == decide(np.array(g.probabilities), weights[h])
+            if g.grade not in NORMAL_CLASSES[h]:  # an abnormal grade shown is the grade its map explains
+                assert disc.extra["saliency_class"][h] == g.grade
+        shown[s] = {h: g.grade for h, g in disc.grades.items()}
+        probs[s] = {h: g.probabilities for h, g in disc.grades.items()}
+    assert shown[0.0] != shown[1.0]  # the abnormal grades are 100 times rarer: some head changes its call
+    assert all(shown[1.0][h] >= shown[0.0][h] or h == "modic" for h in shown[0.0])  # towards the rare grades
+    assert probs[0.0] == probs[1.0]  # the probabilities do not depend on the operating point
+
+
+def test_sensitivity_with_a_bundle_without_grade_counts_warns_and_shows_the_most_probable(tmp_path, tiny_bundle):
+    from SpineGradeLogic.pipeline.grading_stage import GradingStage
+
+    vol, centre = _volume_with_blob()
+    ctx = _context(tmp_path, tiny_bundle, [_location(centre)], vol, saliency="none", sensitivity=0.7)
+    GradingStage().run(ctx)
+    assert any("no held-out grade shares" in w and "sensitivity 0.7" in w for w in ctx.result.warnings)
+    for g in ctx.result.discs[0].grades.values():
+        assert g.grade == g.classes[int(np.argmax(g.probabilities))]
+
+
 def test_without_a_bundle_the_stages_only_warn(tmp_path, monkeypatch):
     from SpineGradeLogic.pipeline.grading_stage import GradingStage, SaliencyStage
 

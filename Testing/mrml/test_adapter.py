@@ -104,6 +104,16 @@ def test_table_rows_and_columns(scene, study):
             assert int(t.GetCellText(r, 1 + 2 * c)) == g.grade
             assert math.isclose(float(t.GetCellText(r, 2 + 2 * c)), g.probabilities[g.classes.index(g.grade)],
                                 rel_tol=1e-5)
+    assert t.GetAttribute("SpineGrade.Sensitivity") == "0"
+    assert "most probable grade" in t.GetColumnDescription(heads[0])
+
+
+def test_table_says_the_operating_point_its_grades_were_shown_at(scene, study):
+    res = read_result_folder(study[0]).result
+    res.extra["grading"] = {"sensitivity": 0.5}
+    t = mrml_adapter.add_table(scene, res, "graded at 0.5")
+    assert t.GetAttribute("SpineGrade.Sensitivity") == "0.5"
+    assert "grade shown at sensitivity 0.5" in t.GetColumnDescription(next(iter(res.discs[0].grades)))
 
 
 def test_saliency_display_colour_map_legend_and_foreground(scene, study):

@@ -49,7 +49,9 @@ def test_build_command_is_accepted_by_the_engine_cli(tmp_path):
                             axial=tmp_path / "ax ial.nii.gz")
     args = build_parser().parse_args(runner.build_command(req, python="py")[3:])
     assert args.command == "run" and args.heads == ["pfirrmann"] and args.saliency == "none"
-    assert args.axial == tmp_path / "ax ial.nii.gz" and not args.no_axial
+    assert args.axial == tmp_path / "ax ial.nii.gz" and not args.no_axial and args.sensitivity == 0.0
+    req.sensitivity = 0.35
+    assert build_parser().parse_args(runner.build_command(req, python="py")[3:]).sensitivity == 0.35
 
 
 def test_engine_environment(tmp_path):
@@ -146,6 +148,22 @@ def test_label_shift():
     assert m == {"L2": "L1", "L3": "L2", "L4": "L3"}
     with pytest.raises(ValueError):
         relabel.label_shift(["L2"], "L9", "L2")
+
+
+def test_the_panels_run_options_start_a_regrade(study, tmp_path):
+    """What the panel's Logic.runOptions gives (the axial node, the sensitivity) is what a correction
+    starts the engine with; the axial volume is not written again (the re-grade reuses the first run's)."""
+    from SpineGradeLogic.cli import build_parser
+
+    out, result, geom = study
+    options = dict(heads=["pfirrmann"], saliency="none", saliency_methods=["auto"], device="cpu", models_dir=None,
+                   axial_node=object(), sensitivity=0.5)
+    # `true` stands in for the engine's Python: the command is checked, nothing runs
+    proc, fixed = relabel.start_regrade(out, "L3", "L2", tmp_path / "fixed", python="true", **options)
+    assert proc.proc.wait(timeout=30) == 0
+    args = build_parser().parse_args(proc.command[3:])
+    assert args.command == "regrade" and args.sensitivity == 0.5 and args.heads == ["pfirrmann"]
+    assert fixed == tmp_path / "fixed"
 
 
 def test_relabel_result(study, tmp_path):
