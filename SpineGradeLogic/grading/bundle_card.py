@@ -114,6 +114,18 @@ def _measures_line(record: Dict[str, Any]) -> str:
             "not part of this bundle.\n")
 
 
+def _rarest_grades_line(record: Dict[str, Any]) -> str:
+    """Each head's least-seen grade and its training crops: a grade seen a handful of times is one the
+    model has hardly learnt (the generator's draw before 0.8.0 made few severe grades)."""
+    counts = (record.get("training") or {}).get("class_counts") or {}
+    cells = []
+    for h, c in counts.items():
+        if h in HEADS and len(c) == len(HEADS[h]) and sum(c):
+            i = min(range(len(c)), key=lambda k: c[k])
+            cells.append(f"{h} {HEADS[h][i]}: {c[i]}")
+    return f"- Training crops of each head's rarest grade: {', '.join(cells)}.\n" if cells else ""
+
+
 def _recalibration_line(record: Dict[str, Any]) -> str:
     r = record.get("recalibration")
     if not r:
@@ -170,7 +182,7 @@ upper and lower endplate defects, Modic 0-3, central canal, foraminal and latera
   best epoch {record.get('best_epoch')} of {record.get('epochs_run')}.
 - Held out: {(record.get('held_out_in_training') or record.get('held_out', {})).get('crops', '?')} {held_what},
   used for early stopping and to fit one temperature per head.
-{_measures_line(record)}{_recalibration_line(record)}
+{_rarest_grades_line(record)}{_measures_line(record)}{_recalibration_line(record)}
 ```
 {(record['prepare_command'] + chr(10)) if record.get('prepare_command') else ''}{record.get('command', '')}
 ```

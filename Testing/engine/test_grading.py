@@ -292,7 +292,13 @@ def test_smoke_training_writes_a_calibrated_bundle(tmp_path):
     assert args.func(args) == 0
     g = Grader.load(out)
     assert set(g.temperatures) == set(HEAD_NAMES) and all(t > 0 for t in g.temperatures.values())
-    assert "synthetic" in (out / "docs" / "README.md").read_text()
+    card = (out / "docs" / "README.md").read_text()
+    assert "synthetic" in card
+    # the card names how few crops each head's rarest grade had; the bundle keeps the held-out grade counts
+    counts = json.loads((out / "configs" / "metadata.json").read_text())["spinegrade"]["training"]["training"]["class_counts"]
+    assert f"disc_narrowing {HEADS['disc_narrowing'][int(np.argmin(counts['disc_narrowing']))]}: " \
+           f"{min(counts['disc_narrowing'])}" in card
+    assert set(g.priors) <= set(HEAD_NAMES) and g.priors
     assert (tmp_path / "spinegrade_grading.checkpoint.record.json").is_file()
 
 
