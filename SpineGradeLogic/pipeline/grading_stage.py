@@ -8,7 +8,7 @@ Crops partly outside the field of view (a level at the edge of the image): more 
 ``MAX_OUTSIDE`` (30 %) of the crop outside -> the level is not graded, with a warning; more than
 ``WARN_OUTSIDE`` (10 %) -> graded, with a warning. Never an exception.
 
-Axial T2 (a 3-channel model such as the shipped 0.7.0; for a 1-channel one, 0.1.0 and 0.2.0, no axial
+Axial T2 (a 3-channel model such as the shipped 0.8.0; for a 1-channel one, 0.1.0 and 0.2.0, no axial
 series is read): the series named by ``RunOptions.axial``, else the study's own axial series in the
 sagittal series' frame of reference (``io/axial.py``), is cut on every level's crop grid through
 world coordinates and given to the model beside the sagittal crop; each
