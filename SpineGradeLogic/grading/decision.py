@@ -73,8 +73,3 @@ def decide(probabilities: np.ndarray, weights: Optional[np.ndarray] = None) -> n
     class without weights)."""
     p = np.asarray(probabilities, float)
     return (p if weights is None else p * np.asarray(weights, float)).argmax(-1)
-
-
-def decide_all(probs: Mapping[str, np.ndarray], weights: Optional[Mapping[str, np.ndarray]]) -> Dict[str, np.ndarray]:
-    """:func:`decide` for every head in ``probs`` (heads without weights: the most probable class)."""
-    return {h: decide(p, None if weights is None else weights.get(h)) for h, p in probs.items()}

@@ -15,7 +15,7 @@ from ..models.bundle import LoadedModel, load_bundle
 from ..names import HEAD_NAMES
 from ..results.model import Grade
 from .calibration import check_temperatures
-from .decision import check_sensitivity, decide, decision_weights, grade_priors, held_out_counts
+from .decision import decide, decision_weights, grade_priors, held_out_counts
 from .data import axial_input, normalise_crop
 from .heads import probabilities
 from .network import CROP_SHAPE, GRADCAM_LAYER, input_channels
@@ -100,6 +100,6 @@ class Grader:
         without priors (:meth:`missing_priors`) always do."""
         if not crops:
             return []
-        weights = decision_weights(self.priors, check_sensitivity(sensitivity)) if sensitivity else {}
+        weights = decision_weights(self.priors, sensitivity) if sensitivity else {}  # checks the range
         out = self.predict(self.input_tensor(crops, axial), heads)
         return [{h: Grade.from_probabilities(h, p, int(decide(p, weights.get(h)))) for h, p in d.items()} for d in out]
