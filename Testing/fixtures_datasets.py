@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
+import pydicom
 import SimpleITK as sitk
 
 from fixtures_dicom import write_dicom_series
@@ -124,6 +125,12 @@ RSNA_COORDS = [
 ]
 
 
+def tilted_axial(deg: float) -> np.ndarray:
+    """LPS direction of an axial stack tilted ``deg`` about the left-right axis (as angled to a disc)."""
+    a = np.deg2rad(deg)
+    return np.array([[1.0, 0.0, 0.0], [0.0, np.cos(a), -np.sin(a)], [0.0, np.sin(a), np.cos(a)]])
+
+
 def rename_to_instances(folder: Path) -> None:
     """write_dicom_series names files IM0000.dcm...; RSNA names them <InstanceNumber>.dcm."""
     for f in sorted(folder.glob("IM*.dcm")):
@@ -140,11 +147,20 @@ def write_rsna(root: Path, train_rows: Optional[List[list]] = None, coords: Opti
         for ser, desc in series.items():
             folder = root / "train_images" / study / ser
             if desc.lower().startswith("axial"):
-                vol = Volume(np.random.default_rng(1).normal(100, 10, (16, 16, 4)).astype(np.float32),
-                             (0.8, 0.8, 4.0), (0.0, 0.0, 0.0), np.eye(3))
+                # as RSNA's axial series often are: a block of slices per disc, each angled to its disc
+                # (one SeriesInstanceUID); instances 1-4 the first block, 5-7 the second
+                rng = np.random.default_rng(1)
+                first = Volume(rng.normal(100, 10, (16, 16, 4)).astype(np.float32), (0.8, 0.8, 4.0), (0.0, 0.0, 0.0),
+                               np.eye(3))
+                uid = write_dicom_series(first, folder, description=desc, series_number=int(ser))
+                frame = pydicom.dcmread(next(folder.glob("IM*.dcm")), stop_before_pixels=True).FrameOfReferenceUID
+                second = Volume(rng.normal(100, 10, (16, 16, 3)).astype(np.float32), (0.8, 0.8, 4.0),
+                                (0.0, 0.0, 40.0), tilted_axial(15.0))
+                write_dicom_series(second, folder, description=desc, series_number=int(ser), series_uid=uid,
+                                   frame_uid=frame, first_instance=4)
             else:
                 vol = sagittal_volume(shape=(32, 40, 5), spacing=RSNA_SAG_SPACING, seed=int(ser))
-            write_dicom_series(vol, folder, description=desc, series_number=int(ser))
+                write_dicom_series(vol, folder, description=desc, series_number=int(ser))
             rename_to_instances(folder)
     write_csv(root / "train.csv", train_columns, train_rows if train_rows is not None else [rsna_train_row("100")])
     write_csv(root / "train_series_descriptions.csv", ["study_id", "series_id", "series_description"],

@@ -23,13 +23,19 @@ def write_dicom_series(
     te: Optional[float] = None,
     ti: Optional[float] = None,
     file_names: str = "ordered",  # "ordered" or "shuffled": names must not decide the slice order
+    series_uid: Optional[str] = None,
+    frame_uid: Optional[str] = None,
+    first_instance: int = 0,
 ) -> str:
-    """Write ``volume`` as one series (a file per k-slice); returns the SeriesInstanceUID."""
+    """Write ``volume`` as one series (a file per k-slice); returns the SeriesInstanceUID.
+
+    Given ``series_uid`` (and ``frame_uid``) of an earlier call and a ``first_instance`` past its
+    slices, it adds another stack to that series, as scanners write axial blocks angled per disc."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     study_uid = study_uid or generate_uid()
-    series_uid = generate_uid()
-    frame_uid = generate_uid()
+    series_uid = series_uid or generate_uid()
+    frame_uid = frame_uid or generate_uid()
     d = volume.direction_lps
     row_dir, col_dir, normal = d[:, 0], d[:, 1], d[:, 2]
     a = volume.array
@@ -48,7 +54,7 @@ def write_dicom_series(
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
         ds.FrameOfReferenceUID = frame_uid
         ds.SeriesDescription, ds.SeriesNumber = description, series_number
-        ds.InstanceNumber = int(k + 1)
+        ds.InstanceNumber = int(first_instance + k + 1)
         if tr is not None:
             ds.RepetitionTime = tr
         if te is not None:
@@ -65,5 +71,5 @@ def write_dicom_series(
         ds.RescaleIntercept, ds.RescaleSlope = lo, scale
         pixels = np.round((a[:, :, k].T - lo) / scale).astype(np.uint16)
         ds.PixelData = pixels.tobytes()
-        ds.save_as(folder / f"IM{order[k]:04d}.dcm", enforce_file_format=True)
+        ds.save_as(folder / f"IM{first_instance + order[k]:04d}.dcm", enforce_file_format=True)
     return series_uid

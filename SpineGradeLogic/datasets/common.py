@@ -161,24 +161,34 @@ class LabelledStudy:
         return self.segmentation_loader()
 
     def axial_t2_name(self) -> Optional[str]:
-        """The name of the study's axial T2 among `other_images` (RSNA: ``"Axial T2 (<series>)"``), or None."""
+        """The name of the study's axial T2 among `other_images` (RSNA: ``"Axial T2 (<series>)"``), or
+        None; of several, the first (adapters list the best first: RSNA the one its points were marked on)."""
         names = [n for n in self.other_images if "axial" in n.lower() and "t2" in n.lower()]
-        return sorted(names)[0] if names else None
+        return names[0] if names else None
 
     def load_other(self, name: str) -> Volume:
-        """Read one of `other_images` (any plane: an axial series is read as it is)."""
-        from ..io.dicom_series import find_series, read_series
+        """Read one of `other_images` (any plane: an axial series is read as it is; of a DICOM series of
+        several stacks, its largest)."""
+        return self.load_other_stacks(name)[0]
+
+    def load_other_stacks(self, name: str) -> List[Volume]:
+        """Every stack of one of `other_images`, the largest first (an axial series planned as a block
+        of slices per disc holds several; ``io/dicom_series.py``)."""
+        from ..io.dicom_series import find_series, read_stacks
         from ..io.study import is_volume_file, load_volume_pixels
 
         if name not in self.other_images:
             raise DatasetError(f"study {self.study_id} has no other image '{name}' (has: {', '.join(self.other_images) or 'none'})")
         path = Path(self.other_images[name])
         if path.is_file() and is_volume_file(path):
-            return load_volume_pixels(path)  # any plane: not the sagittal checks of a main image
+            return [load_volume_pixels(path)]  # any plane: not the sagittal checks of a main image
         series = find_series([path])
         if not series:
             raise DatasetError(f"{path}: no DICOM image series in this folder")
-        return read_series(series[0])
+        stacks = read_stacks(series[0])
+        if not stacks:
+            raise DatasetError(f"{path}: no stack of two or more slices in this series")
+        return stacks
 
     # --- labels ---------------------------------------------------------------------------
     def heads(self) -> List[str]:

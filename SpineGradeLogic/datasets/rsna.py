@@ -256,7 +256,10 @@ class RsnaDataset(Dataset):
         descriptions = self._series[study_id]
         folder = self.images_dir / study_id / series
         seq = sequence_of_description(descriptions[series])
-        others = {f"{d} ({ser})": str(self.images_dir / study_id / ser) for ser, d in descriptions.items()
+        # best first: a study of several axial series is read through the one its points were marked on
+        marks = {ser: sum(c.series_id == ser for c in self._coords.get(study_id, [])) for ser in descriptions}
+        others = {f"{descriptions[ser]} ({ser})": str(self.images_dir / study_id / ser)
+                  for ser in sorted(descriptions, key=lambda s: (-marks[s], s))
                   if ser != series and (self.images_dir / study_id / ser).is_dir()}
         return LabelledStudy(
             study_id=study_id, levels=sort_levels(levels),

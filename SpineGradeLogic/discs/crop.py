@@ -116,6 +116,20 @@ class CropSampler:
         return DiscCrop(location.level, image, float(1.0 - inside.mean()), inside)
 
 
+class StackSampler:
+    """Disc crops of a series read as several stacks (an axial block angled through each disc): each
+    level is cut from the stack that covers the most of its crop."""
+
+    def __init__(self, volumes):
+        if not volumes:
+            raise ValueError("StackSampler needs at least one volume")
+        self.samplers = [CropSampler(v) for v in volumes]
+
+    def crop(self, location: DiscLocation, spec: CropSpec = DEFAULT_CROP) -> DiscCrop:
+        crops = [s.crop(location, spec) for s in self.samplers]
+        return min(crops, key=lambda c: c.outside_fraction)  # the first of equals: the largest stack
+
+
 def extract_crop(volume: Volume, location: DiscLocation, spec: CropSpec = DEFAULT_CROP) -> DiscCrop:
     """Resample ``volume`` onto the disc's crop grid (linear; outside the field of view -> 0).
 

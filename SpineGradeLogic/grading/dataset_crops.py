@@ -49,7 +49,7 @@ MATCH_MM = 20.0  # a found disc this close to the dataset's anchor is that level
 ANCHOR_BEHIND_DISC_MM = {"mask_centroid": 0.0, "given": 0.0, "canal_point": 25.0, "foramina_mean": 20.0,
                          "subarticular_mean": 22.0}
 MAX_OUTSIDE = 0.3  # as the grading stage: a crop more than this outside the field of view is not graded
-CACHE_VERSION = "2"  # 2: crops carry the study's axial T2 where it has one
+CACHE_VERSION = "3"  # 2: crops carry the study's axial T2 where it has one; 3: cut from the stack covering the level
 
 
 @dataclass
@@ -192,20 +192,22 @@ def match_levels(study, found: Sequence) -> Dict[str, object]:
 
 
 # --- crops ----------------------------------------------------------------------------------
-def study_axial(study, warnings: List[str]):
-    """The study's axial T2 as a Volume (RSNA's "Axial T2" series), or None; unreadable -> a warning."""
+def study_axial(study, warnings: List[str]) -> Optional[list]:
+    """The study's axial T2 (RSNA's "Axial T2" series) as its axial stacks, largest first, or None;
+    unreadable -> a warning."""
     name = study.axial_t2_name()
     if name is None:
         return None
     try:
         from ..io.orientation import acquisition_plane
 
-        volume = study.load_other(name)
-        plane = acquisition_plane(volume).plane
-        if plane != "axial":
+        stacks = study.load_other_stacks(name)
+        axial = [v for v in stacks if acquisition_plane(v).plane == "axial"]
+        if not axial:
+            plane = acquisition_plane(stacks[0]).plane
             warnings.append(f"{study.study_id}: '{name}' is a {plane} series, not axial; crops without the axial T2")
             return None
-        return volume
+        return axial
     except Exception as e:  # noqa: BLE001 - one study's unreadable axial: its crops go on sagittal-only
         warnings.append(f"{study.study_id}: '{name}' could not be read ({e}); crops without the axial T2")
         return None
@@ -214,7 +216,7 @@ def study_axial(study, warnings: List[str]):
 def study_crops(study, locate: str = "auto", vertebra_model=None, device: str = "cpu",
                 max_outside: float = MAX_OUTSIDE) -> StudyCrops:
     """Crops of every placeable labelled level of one study (reads its image)."""
-    from ..discs.crop import CropSampler
+    from ..discs.crop import CropSampler, StackSampler
     from ..discs.localise import DiscLocation
 
     if locate not in LOCATE_MODES:
@@ -241,7 +243,7 @@ def study_crops(study, locate: str = "auto", vertebra_model=None, device: str = 
         for level, loc in fallback.items():
             places.setdefault(level, (loc, "dataset"))
     axial = study_axial(study, warnings)
-    sagittal, axial_sampler = CropSampler(volume), CropSampler(axial) if axial is not None else None
+    sagittal, axial_sampler = CropSampler(volume), StackSampler(axial) if axial is not None else None
     imgs, axials, grades, masks, levels, outside, placed = [], [], [], [], [], [], {}
     for level, label in study.levels.items():
         if level not in places:

@@ -8,17 +8,21 @@ the same study (same FrameOfReferenceUID), or a volume file the user names for t
 
 Choice (:func:`pick_axial_series`): axial series of the study only; T2 before unknown, STIR and T1
 (a T1 axial is not what the model learned); then the most images.
+
+An axial series is often planned as several stacks, a block of slices angled through each disc
+(``io/dicom_series.py`` splits them): every axial stack is kept, and each disc's crop is cut from the
+stack that covers most of it (:class:`~SpineGradeLogic.discs.crop.StackSampler`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Union
 
 from ..errors import InputError
 from .checks import check_values
-from .dicom_series import SeriesInfo, dicom_files, find_series, read_series
+from .dicom_series import SeriesInfo, dicom_files, find_series, read_stacks
 from .orientation import acquisition_plane
 from .volume import Volume
 
@@ -34,11 +38,18 @@ class AxialSeries:
     series_instance_uid: Optional[str]
     sequence: str
     source: str
+    stacks: List[Volume] = field(default_factory=list)  # every axial stack, ``volume`` (the largest) first
+
+    def __post_init__(self):
+        self.stacks = list(self.stacks) or [self.volume]
 
     def summary(self) -> dict:
-        return {"description": self.description, "series_instance_uid": self.series_instance_uid,
-                "sequence": self.sequence, "source": self.source, "shape": list(self.volume.shape),
-                "spacing_mm": [round(float(x), 4) for x in self.volume.spacing]}
+        out = {"description": self.description, "series_instance_uid": self.series_instance_uid,
+               "sequence": self.sequence, "source": self.source, "shape": list(self.volume.shape),
+               "spacing_mm": [round(float(x), 4) for x in self.volume.spacing]}
+        if len(self.stacks) > 1:
+            out["stacks"] = len(self.stacks)
+        return out
 
 
 def pick_axial_series(series: List[SeriesInfo], frame_of_reference: Optional[str] = None) -> Optional[SeriesInfo]:
@@ -49,7 +60,7 @@ def pick_axial_series(series: List[SeriesInfo], frame_of_reference: Optional[str
     if not pool:
         return None
     return sorted(pool, key=lambda s: (AXIAL_SEQUENCES.index(s.sequence) if s.sequence in AXIAL_SEQUENCES else 9,
-                                       -s.n_files))[0]
+                                       -sum(part.n_files for part in s.stacks or [s])))[0]
 
 
 def _checked_axial(volume: Volume, name: str, normal_ras=None) -> Volume:
@@ -61,10 +72,19 @@ def _checked_axial(volume: Volume, name: str, normal_ras=None) -> Volume:
 
 
 def read_axial_series(info: SeriesInfo) -> AxialSeries:
-    """Read one DICOM axial series found by :func:`pick_axial_series`."""
+    """Read one DICOM axial series found by :func:`pick_axial_series`: every stack of it that is
+    axial (a localizer's other planes are left out), the largest first."""
     name = f"series '{info.description}' ({info.series_instance_uid})"
-    volume = _checked_axial(read_series(info), name, info.normal_ras)
-    return AxialSeries(volume, info.description, info.series_instance_uid, info.sequence, "study")
+    volumes = read_stacks(info)
+    if not volumes:
+        raise InputError(f"{name}: no stack of two or more slices")
+    main = _checked_axial(volumes[0], name, info.normal_ras)
+    others = []
+    for volume in volumes[1:]:
+        check_values(volume, name)
+        if acquisition_plane(volume).plane == "axial":
+            others.append(volume)
+    return AxialSeries(main, info.description, info.series_instance_uid, info.sequence, "study", [main] + others)
 
 
 def load_axial(source: Union[str, Path]) -> AxialSeries:

@@ -153,6 +153,9 @@ def load_dicom(
     if not series:
         raise InputError(f"{name}: no DICOM image series found")
     chosen, why = choose_series(series, series_uid, description)
+    if chosen.n_stacks > 1:
+        why += (f"; the series holds {chosen.n_stacks} stacks (other orientations, image sizes or separate slabs): "
+                f"its largest, {chosen.n_files} images, was read")
     volume = read_series(chosen)
     volume.meta["source"] = name
     plane = _checked(volume, name, chosen.normal_ras)

@@ -119,7 +119,7 @@ class GradingStage(Stage):
         if not locations:
             log.info("disc grading: no disc levels were placed, nothing to grade")
             return
-        from ..discs.crop import CropSampler
+        from ..discs.crop import CropSampler, StackSampler
 
         heads = _heads(ctx)
         sensitivity = ctx.options.sensitivity
@@ -130,7 +130,7 @@ class GradingStage(Stage):
                      f"those heads show their most probable grade, not one at sensitivity {sensitivity:g}")
         axial = axial_for(ctx, grader)
         sagittal = CropSampler(ctx.study.volume)
-        axial_sampler = CropSampler(axial.volume) if axial is not None else None
+        axial_sampler = StackSampler(axial.stacks) if axial is not None else None
         kept = []
         for loc in locations:
             try:

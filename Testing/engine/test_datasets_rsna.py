@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fixtures_datasets import (RSNA_COORDS, RSNA_SAG_SPACING, RSNA_TRAIN_COLUMNS, hand_ras, rsna_train_row,
-                               write_csv, write_rsna)
+from fixtures_datasets import (RSNA_COORDS, RSNA_SAG_SPACING, RSNA_SERIES, RSNA_TRAIN_COLUMNS, hand_ras,
+                               rsna_train_row, write_csv, write_rsna)
 from SpineGradeLogic.datasets import RsnaDataset, open_dataset
 from SpineGradeLogic.datasets.rsna import parse_column, pixel_to_ras
 from SpineGradeLogic.errors import DatasetError
@@ -72,7 +72,18 @@ def test_main_series_and_others(rsna_root):
     assert s.meta["series_id"] == "11" and s.meta["series_description"] == "Sagittal T2/STIR" and s.sequence == "T2"
     assert set(s.other_images) == {"Sagittal T1 (12)", "Axial T2 (13)"}
     assert s.load().shape == (32, 40, 5)
-    assert s.load_other("Axial T2 (13)").shape == (16, 16, 4)
+    assert s.load_other("Axial T2 (13)").shape == (16, 16, 4)  # the larger of its two angled blocks
+    blocks = s.load_other_stacks("Axial T2 (13)")
+    assert [b.shape for b in blocks] == [(16, 16, 4), (16, 16, 3)]
+    assert np.allclose([b.spacing[2] for b in blocks], 4.0)  # each block's own step, not a made-up mean
+
+
+def test_of_several_axial_series_the_one_marked_is_used(tmp_path):
+    series = dict(RSNA_SERIES, **{"09": "Axial T2"})  # sorts first, but carries no points
+    write_rsna(tmp_path, series=series)
+    s = open_dataset(tmp_path).study("100")
+    assert set(s.other_images) >= {"Axial T2 (09)", "Axial T2 (13)"}
+    assert s.axial_t2_name() == "Axial T2 (13)"
 
 
 def test_missing_image_folder_is_skipped_with_a_warning(tmp_path):
