@@ -17,7 +17,10 @@ balanced accuracy can be read against what its inputs allow.
    (in the measurement's own unit) at which grading at the generator's own cuts falls to balanced
    accuracy 0.90 and 0.85. A model that measures less precisely than that cannot meet the target.
 
-``--eval-json`` (``spinegrade evaluate grading --json``) adds the model's balanced accuracy per head.
+``--eval-json`` (``spinegrade evaluate grading --json``) adds the model's balanced accuracy per head;
+``--checkpoint`` (a ``spinegrade train grading`` checkpoint, whose network still has the training-only
+measurement layer of ``grading/measures.py``) adds how precisely that network reads each measurement
+(SD of its error) and the balanced accuracy of cutting its readings at the generator's cuts.
 """
 
 from __future__ import annotations
@@ -101,6 +104,29 @@ def best_rule_accuracy(truth: np.ndarray, reading: np.ndarray, rng, bins: int = 
     return balanced_accuracy(truth[test], pred)
 
 
+def model_readings(checkpoint: Path, crops) -> np.ndarray:
+    """[n, len(MEASURE_NAMES)] measurements as a checkpoint's best network reads them (stored scale)."""
+    import torch
+
+    from SpineGradeLogic.grading.data import network_input
+    from SpineGradeLogic.grading.measures import MeasureTrainer
+    from SpineGradeLogic.grading.network import STEM_WEIGHT, build_network
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["best_network"]
+    if "measure.weight" not in state:
+        raise SystemExit(f"{checkpoint}: its network has no measurement layer (trained with --measure-weight 0?)")
+    channels = int(state["grading." + STEM_WEIGHT].shape[1])
+    trainer = MeasureTrainer(build_network(in_channels=channels), crops.measures)
+    trainer.load_state_dict(state)
+    trainer.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(crops), 64):
+            axial = torch.as_tensor(crops.axial[i:i + 64]) if channels > 1 else None
+            out.append(trainer.predicted_measures(network_input(torch.as_tensor(crops.image[i:i + 64]), axial, channels)).numpy())
+    return np.concatenate(out) if out else np.zeros((0, crops.measures.shape[1]), np.float32)
+
+
 def load(args):
     from SpineGradeLogic.grading.data import load_prepared
 
@@ -119,6 +145,7 @@ def main() -> None:
     p.add_argument("--seeds", default="210000:210100", help="eval seeds to prepare when --prepared is not given")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--eval-json", type=Path, help="a `spinegrade evaluate grading --json` file: adds the model's figures")
+    p.add_argument("--checkpoint", type=Path, help="a grading training checkpoint: adds how precisely its network reads")
     args = p.parse_args()
 
     from SpineGradeLogic.grading.measures import MEASURE_NAMES
@@ -148,9 +175,11 @@ def main() -> None:
         extra = f"   model {model[head]:.3f}" if model.get(head) is not None else ""
         print(f"   {head:<32} ceiling {ceiling:.3f}{extra}")
 
+    read = model_readings(args.checkpoint, crops) if args.checkpoint else None
     print("\n2. reading error (1 SD, the measurement's unit) at which grading at the generator's cuts "
-          "falls to balanced accuracy 0.90 / 0.85:")
-    print(f"   {'head':<32}{'unit':<18}{'0.90':>8}{'0.85':>8}{'model':>8}")
+          "falls to balanced accuracy 0.90 / 0.85" + ("; the checkpoint's own reading error and the balanced "
+                                                     "accuracy of its readings cut there" if read is not None else "") + ":")
+    print(f"   {'head':<32}{'unit':<18}{'0.90':>8}{'0.85':>8}{'model':>8}" + (f"{'reads':>8}{'cut':>8}" if read is not None else ""))
     for head, (name, unit, label) in CONTINUOUS.items():
         truth = crops.grades[:, HEAD_NAMES.index(head)]
         scaled = measures[:, MEASURE_NAMES.index(name)]
@@ -160,6 +189,11 @@ def main() -> None:
         hi = 4.0 * unit
         s90, s85 = (sigma_for(head, truth[ok], scaled[ok], ratio_col[ok], t, rng, hi) for t in (0.90, 0.85))
         m = f"{model[head]:8.3f}" if model.get(head) is not None else f"{'':>8}"
+        if read is not None:
+            j = MEASURE_NAMES.index(name)
+            ratio_read = 1.0 - read[ok, MEASURE_NAMES.index("height_loss")]
+            m += f"{np.std((read[ok, j] - scaled[ok]) * unit):8.3f}"
+            m += f"{balanced_accuracy(truth[ok], grade_of(head, read[ok, j], ratio_read)):8.3f}"
         print(f"   {head:<32}{label:<18}{s90:8.3f}{s85:8.3f}{m}")
 
 
