@@ -187,7 +187,7 @@ class LabelledStudy:
             raise DatasetError(f"{path}: no DICOM image series in this folder")
         stacks = read_stacks(series[0])
         if not stacks:
-            raise DatasetError(f"{path}: no stack of two or more slices in this series")
+            raise DatasetError(f"{path}: no stack of three or more slices in this series")
         return stacks
 
     # --- labels ---------------------------------------------------------------------------

@@ -52,15 +52,20 @@ class AxialSeries:
         return out
 
 
+def _images(series: SeriesInfo) -> int:
+    """Images in all of a series' stacks (an axial series may be a block of a few slices per disc)."""
+    return sum(part.n_files for part in series.stacks or [series])
+
+
 def pick_axial_series(series: List[SeriesInfo], frame_of_reference: Optional[str] = None) -> Optional[SeriesInfo]:
     """The study's best axial series for grading (see the module), or None."""
-    pool = [s for s in series if s.plane == "axial" and s.n_files >= 3]
+    pool = [s for s in series if s.plane == "axial" and s.n_files >= 3]  # a stack of 3 slices, at least
     if frame_of_reference:
         pool = [s for s in pool if s.headers.get("FrameOfReferenceUID") in ("", None, frame_of_reference)]
     if not pool:
         return None
     return sorted(pool, key=lambda s: (AXIAL_SEQUENCES.index(s.sequence) if s.sequence in AXIAL_SEQUENCES else 9,
-                                       -sum(part.n_files for part in s.stacks or [s])))[0]
+                                       -_images(s)))[0]
 
 
 def _checked_axial(volume: Volume, name: str, normal_ras=None) -> Volume:
@@ -77,7 +82,7 @@ def read_axial_series(info: SeriesInfo) -> AxialSeries:
     name = f"series '{info.description}' ({info.series_instance_uid})"
     volumes = read_stacks(info)
     if not volumes:
-        raise InputError(f"{name}: no stack of two or more slices")
+        raise InputError(f"{name}: no stack of three or more slices")
     main = _checked_axial(volumes[0], name, info.normal_ras)
     others = []
     for volume in volumes[1:]:

@@ -248,7 +248,8 @@ def read_series(info: SeriesInfo) -> Volume:
     return Volume.from_sitk(sitk.Cast(image, sitk.sitkFloat32))
 
 
-def read_stacks(info: SeriesInfo, min_slices: int = 2) -> List[Volume]:
-    """Every stack of a series with at least ``min_slices`` slices, largest first, each its own `Volume`."""
+def read_stacks(info: SeriesInfo, min_slices: int = 3) -> List[Volume]:
+    """Every stack of a series with at least ``min_slices`` slices (fewer is not a volume: ``checks``),
+    largest first, each its own `Volume`."""
     parts = info.stacks or [info]
     return [read_series(part) for part in parts if part.n_files >= min_slices]

@@ -96,3 +96,12 @@ def test_a_sagittal_series_with_a_localizer_block_reads_its_sagittal_stack(tmp_p
     study = load_study(folder)
     assert study.volume.shape == (40, 48, 9) and study.info.extra["plane"] == "sagittal"
     assert "2 stacks" in study.info.extra["selection"] and "its largest, 9 images, was read" in study.info.extra["selection"]
+
+
+
+def test_blocks_too_thin_to_be_volumes_are_left_out(tmp_path):
+    blocks = [stack((40, 40, n), (-20.0, -20.0, z), tilted_axial(deg)) for n, z, deg in ((4, 0.0, 0.0), (2, 40.0, 10.0))]
+    folder = write_blocks(tmp_path / "thin", blocks)
+    (info,) = find_series([folder])
+    assert info.n_stacks == 2 and [v.shape for v in read_stacks(info)] == [(40, 40, 4)]
+    assert len(load_axial(folder).stacks) == 1
