@@ -169,12 +169,12 @@ class LabelledStudy:
     def load_other(self, name: str) -> Volume:
         """Read one of `other_images` (any plane: an axial series is read as it is; of a DICOM series of
         several stacks, its largest)."""
-        return self.load_other_stacks(name)[0]
+        return self.load_other_stacks(name, largest_only=True)[0]
 
-    def load_other_stacks(self, name: str) -> List[Volume]:
+    def load_other_stacks(self, name: str, largest_only: bool = False) -> List[Volume]:
         """Every stack of one of `other_images`, the largest first (an axial series planned as a block
-        of slices per disc holds several; ``io/dicom_series.py``)."""
-        from ..io.dicom_series import find_series, read_stacks
+        of slices per disc holds several; ``io/dicom_series.py``); only the largest if asked."""
+        from ..io.dicom_series import find_series, read_series, read_stacks
         from ..io.study import is_volume_file, load_volume_pixels
 
         if name not in self.other_images:
@@ -185,6 +185,8 @@ class LabelledStudy:
         series = find_series([path])
         if not series:
             raise DatasetError(f"{path}: no DICOM image series in this folder")
+        if largest_only:
+            return [read_series(series[0])]
         stacks = read_stacks(series[0])
         if not stacks:
             raise DatasetError(f"{path}: no stack of three or more slices in this series")
